@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command of README.md: creates .venv, installs tao-flows with its test extras plus
+# TAO Core 7.3.0 (without its heavy dependencies; only the spec-conformance tests import it), runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+. .venv/bin/activate
+pip install -q --disable-pip-version-check -e '.[test]'
+pip install -q --disable-pip-version-check omegaconf requests
+pip install -q --disable-pip-version-check --no-deps nvidia-tao-core==7.3.0
+set +e
+python -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
+exit "$rc"

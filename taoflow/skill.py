@@ -1,0 +1,252 @@
+"""Skill: a TAO model's descriptor, loaded from `skills/<model>/skill.yaml`.
+
+A skill is data, not code: which actions the model has, which container image and argv runs each one,
+where each action's dataset files go in the spec, which spec keys receive handoffs from the resolver,
+AutoML metric and direction, launch method, hardware minimums and error patterns. Everything else
+(spec building, validation, launching, the Prefect flows) reads it from here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from taoflow.errors import UserError
+
+# Order of the steps of a full pipeline; a skill runs the subset it declares in `pipeline`.
+PIPELINE_ORDER = (
+    "dataset_convert",
+    "train",
+    "evaluate",
+    "export",
+    "quantize",
+    "gen_trt_engine",
+    "trt_evaluate",
+)
+
+# Dataset roles a user provides (`--data ROLE=URI`); TAO's names for them are in the comments.
+DATASET_ROLES = (
+    "train",  # train_datasets
+    "eval",  # eval_dataset
+    "inference",  # inference_dataset
+    "calibration",  # calibration_dataset
+)
+
+HandoffName = Literal[
+    "parent_model",
+    "parent_model_folder",
+    "resume_model",
+    "ptm",
+    "ptm_if_no_resume_model",
+    "parent_model_or_ptm",
+    "create_onnx_file",
+    "create_onnx_file_2d",
+    "create_engine_file",
+    "create_cal_cache",
+    "output_dir",
+    "key",
+]
+
+# TAO Core 7.3.0 default images by role. Tags are configurable per skill and by
+# TAOFLOW_IMAGE_PYT / TAOFLOW_IMAGE_DEPLOY / TAOFLOW_IMAGE_DATA_SERVICES.
+DEFAULT_IMAGES = {
+    "pyt": "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt",
+    "deploy": "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-deploy",
+    "data-services": "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-data-services",
+}
+
+
+class ImageRole(str, Enum):
+    pyt = "pyt"
+    deploy = "deploy"
+    data_services = "data-services"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(_Strict):
+    """One spec key filled from a dataset role.
+
+    The value is `<role URI>/<path>` (the role root when `path` is empty). With `fields`, the value is a
+    mapping `{field: <role URI>/<relative path>}` (RT-DETR's `{image_dir, json_file}`); with `list`, it is
+    wrapped in a list. `kind` says what TAO expects at that path. `extract_from` names an archive (relative
+    to the role root) that the launcher extracts when the directory is absent (action recognition).
+    `from_action` means the path is inside the results of that earlier action of the same pipeline
+    (Sparse4D's pickles and anchor_init.npy come from dataset_convert).
+    """
+
+    key: str
+    role: Literal["train", "eval", "inference", "calibration"]
+    path: str = ""
+    fields: dict[str, str] | None = None
+    list: bool = False
+    kind: Literal["directory", "file", "tarball"] = "directory"
+    extract_from: str | None = None
+    from_action: str | None = None
+    required: bool = True
+
+
+class Action(_Strict):
+    """One step the model can run. `tao_action` is TAO's action name (the step `trt_evaluate` is TAO's
+    `evaluate` in the deploy image); `argv` is the container command with `{spec}` for the spec path."""
+
+    tao_action: str
+    image: ImageRole
+    argv: list[str]
+    parent: str | None = None
+    gpu: bool = True
+    multi_node: bool = False
+    data_sources: list[DataSource] = Field(default_factory=list)
+    handoffs: dict[str, HandoffName] = Field(default_factory=dict)
+    # Spec sections this action reads (the template keeps only these plus the top-level scalars).
+    sections: list[str] = Field(default_factory=list)
+
+    @field_validator("argv")
+    @classmethod
+    def _argv_has_spec(cls, argv: list[str]) -> list[str]:
+        if "{spec}" not in argv:
+            raise ValueError("argv must contain the '{spec}' placeholder")
+        return argv
+
+
+class AutoML(_Strict):
+    enabled: bool = True
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    # Extra spec overrides every trial gets (e.g. nvpanoptix3d train.optim.monitor_name: train_loss).
+    overrides: dict[str, object] = Field(default_factory=dict)
+    # Search parameters to use instead of the schema's automl_default_parameters (None: schema's).
+    parameters: list[str] | None = None
+
+
+class Monitoring(_Strict):
+    """The metric that picks the best checkpoint for evaluate/export (TAO Core's monitoring metric)."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+class Hardware(_Strict):
+    min_gpus: int = 1
+    recommended_gpus: int = 1
+    min_vram_gb: int = 16
+
+
+class ErrorPattern(_Strict):
+    """A known failure: a regex over the log, its class, and the remedy shown to the user.
+
+    `infra` failures are retried (resuming from the newest checkpoint); `program` and `spec` are not."""
+
+    name: str
+    regex: str
+    failure_class: Literal["infra", "program", "spec"] = Field(alias="class")
+    remedy: str
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        re.compile(regex)
+        return regex
+
+
+class Skill(_Strict):
+    name: str
+    display_name: str
+    description: str
+    network: str  # TAO Core config package name (nvidia_tao_core.config.<network>)
+    dataset_type: str
+    dataset_formats: list[str]
+    launch: Literal["lightning", "torchrun"]
+    multi_node: bool = False
+    hardware: Hardware = Hardware()
+    images: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    monitoring: Monitoring
+    automl: AutoML
+    pipeline: list[str]
+    actions: dict[str, Action]
+    error_patterns: list[ErrorPattern] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Skill":
+        for step in self.pipeline:
+            if step not in self.actions:
+                raise ValueError(f"pipeline step {step!r} is not an action of the skill")
+            if step not in PIPELINE_ORDER:
+                raise ValueError(f"pipeline step {step!r} is not one of {PIPELINE_ORDER}")
+        order = [s for s in PIPELINE_ORDER if s in self.pipeline]
+        if order != self.pipeline:
+            raise ValueError(f"pipeline must follow the order {order}")
+        for name, action in self.actions.items():
+            if action.parent and action.parent not in self.actions:
+                raise ValueError(f"action {name!r}: parent {action.parent!r} is not an action")
+            for ds in action.data_sources:
+                if ds.from_action and ds.from_action not in self.actions:
+                    raise ValueError(f"action {name!r}: {ds.key} from unknown action {ds.from_action!r}")
+        return self
+
+    def action(self, name: str) -> Action:
+        try:
+            return self.actions[name]
+        except KeyError:
+            raise UserError(
+                f"{self.name} has no action {name!r}; its actions are: {', '.join(self.actions)}"
+            ) from None
+
+    def image_for(self, action: str) -> str:
+        role = self.action(action).image.value
+        env = os.environ.get("TAOFLOW_IMAGE_" + role.upper().replace("-", "_"))
+        return env or self.images.get(role) or DEFAULT_IMAGES[role]
+
+    def roles(self) -> list[str]:
+        """Dataset roles any action of the skill reads, in DATASET_ROLES order."""
+        used = {ds.role for a in self.actions.values() for ds in a.data_sources}
+        return [r for r in DATASET_ROLES if r in used]
+
+    def classify(self, log_text: str) -> ErrorPattern | None:
+        """The first error pattern (in skill order) whose regex matches the log, else None."""
+        for pattern in self.error_patterns:
+            if re.search(pattern.regex, log_text, re.MULTILINE):
+                return pattern
+        return None
+
+    @property
+    def directory(self) -> Path:
+        return skills_dir() / self.name
+
+
+def skills_dir() -> Path:
+    """`$TAOFLOW_SKILLS_DIR`, else the `skills/` folder beside the `taoflow` package."""
+    env = os.environ.get("TAOFLOW_SKILLS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "skills"
+
+
+def skill_names() -> list[str]:
+    root = skills_dir()
+    return sorted(p.parent.name for p in root.glob("*/skill.yaml"))
+
+
+@lru_cache(maxsize=None)
+def _load(path: str, mtime: float) -> Skill:
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    return Skill.model_validate(data)
+
+
+def load_skill(name: str) -> Skill:
+    """Load and validate `skills/<name>/skill.yaml`; an unknown model is a UserError listing the known ones."""
+    path = skills_dir() / name / "skill.yaml"
+    if not path.is_file():
+        known = ", ".join(skill_names()) or "(none)"
+        raise UserError(f"unknown model {name!r}; known models: {known}")
+    return _load(str(path), path.stat().st_mtime)
