@@ -77,21 +77,28 @@ class DataSource(_Strict):
     """One spec key filled from a dataset role.
 
     The value is `<role URI>/<path>` (the role root when `path` is empty). With `fields`, the value is a
-    mapping `{field: <role URI>/<relative path>}` (RT-DETR's `{image_dir, json_file}`); with `list`, it is
+    mapping `{field: <role URI>/<relative path>}` (RT-DETR's `{image_dir, json_file}`); with `list` (read as
+    `is_list`), it is
     wrapped in a list. `kind` says what TAO expects at that path. `extract_from` names an archive (relative
     to the role root) that the launcher extracts when the directory is absent (action recognition).
     `from_action` means the path is inside the results of that earlier action of the same pipeline
-    (Sparse4D's pickles and anchor_init.npy come from dataset_convert).
+    (Sparse4D's pickles and anchor_init.npy come from dataset_convert); callers pass those results as
+    `upstream["<action>:<role>"]` (per-role runs) or `upstream["<action>"]`. When the role was not
+    supplied, the first supplied role of `fallback` is used instead (Sparse4D's test split falls back
+    to eval); a data source that is not `required` is left out when no role fits.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     key: str
     role: Literal["train", "eval", "inference", "calibration"]
     path: str = ""
     fields: dict[str, str] | None = None
-    list: bool = False
+    is_list: bool = Field(False, alias="list")
     kind: Literal["directory", "file", "tarball"] = "directory"
     extract_from: str | None = None
     from_action: str | None = None
+    fallback: list[Literal["train", "eval", "inference", "calibration"]] = Field(default_factory=list)
     required: bool = True
 
 
@@ -109,6 +116,12 @@ class Action(_Strict):
     handoffs: dict[str, HandoffName] = Field(default_factory=dict)
     # Spec sections this action reads (the template keeps only these plus the top-level scalars).
     sections: list[str] = Field(default_factory=list)
+    # Run once per supplied role, with these extra overrides per role (Sparse4D dataset_convert:
+    # {train: {aicity.split: train}, eval: {aicity.split: val}}); in those runs every data source of
+    # the action reads the run's role instead of the one it names.
+    per_role: dict[str, dict[str, object]] | None = None
+    # TAO Core config module when it is not the skill's network (Sparse4D convert: annotations).
+    network: str | None = None
 
     @field_validator("argv")
     @classmethod
