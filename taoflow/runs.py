@@ -60,7 +60,10 @@ class ActionRun:
     stage: dict[str, str] = field(default_factory=dict)
     extract: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    secret_env: list[str] = field(default_factory=list)  # names only; values never stored
+    # Spec keys whose values are secrets (encryption_key), mapped to the environment variable that holds
+    # them. They are never written into the spec file; the launcher appends `key=value` to the TAO argv
+    # at launch (Kubernetes: `key=$(VAR)` with VAR from a Secret) and masks the value in every log line.
+    secret_overrides: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None
     emulate: bool | None = None  # None: the emulator when TAO is not installed
 
