@@ -130,6 +130,7 @@ def step_overrides(request: PipelineRequest, step: PlannedStep, skill: Skill) ->
     merged.update(request.overrides.get(step.action, {}))
     if step.role:
         merged.update(skill.actions[step.action].per_role.get(step.role, {}) or {})
+        merged.update(request.overrides.get(step.name, {}))
     if step.action == "train" or skill.actions[step.action].tao_action == "train":
         merged.setdefault("train.num_gpus", request.gpus)
         merged.setdefault("train.gpu_ids", list(range(request.gpus)))

@@ -1,0 +1,69 @@
+"""The generic TAO pipeline flow: preflight → dataset_convert → train (or AutoML) → evaluate → export →
+quantize → gen_trt_engine → TensorRT evaluate, each step a cached, resumable `run_action` task.
+The model flows in this package call `run_pipeline` with their own parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from flows.parameters import PipelineParameters
+from tasks.artifacts import publish_model_card, publish_kpi_table, publish_skipped
+from tasks.run_action import cache_policy_for, run_action
+from taoflow.planner import Plan, PipelineRequest, RunContext, plan_pipeline, prepare_run, preflight
+from taoflow.runs import ActionResult
+from taoflow.skill import load_skill
+from taoflow.store import ArtifactStore
+
+
+@task(name="preflight")
+def preflight_task(request: PipelineRequest, plan: Plan, store_root: str) -> dict[str, dict]:
+    """CPU only: datasets present and well formed, every planned spec valid. Nothing reaches a GPU before."""
+    skill = load_skill(request.model)
+    specs = preflight(skill, request, plan, ArtifactStore(store_root))
+    get_run_logger().info("preflight passed: %d specs valid (%s)", len(specs), ", ".join(specs))
+    return specs
+
+
+def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
+    """Run the pipeline in the current flow run; returns a summary (results per step)."""
+    logger = get_run_logger()
+    request = params.to_request(model)
+    skill = load_skill(model)
+    store = ArtifactStore(request.store)
+    plan = plan_pipeline(skill, request)
+    for action, reason in plan.skipped:
+        logger.warning("skipping %s: %s", action, reason)
+    publish_skipped(model, plan.skipped)
+    preflight_task(request, plan, store.root)
+
+    launch = run_action.with_options(cache_policy=cache_policy_for(store))
+    results: dict[str, ActionResult] = {}
+    for step in plan.steps:
+        if step.action == "train" and params.automl.enabled:
+            from flows.automl import automl_train_step
+
+            results[step.name] = automl_train_step(skill, request, store, results, params.automl, params.launcher)
+            continue
+        run = prepare_run(RunContext(skill, request, store, results), step)
+        outcome = launch.with_options(task_run_name=f"{model}-{step.name}")(
+            run, store.root, params.launcher.name, params.launcher.options
+        )
+        results[step.name] = ActionResult.from_dict(outcome)
+        logger.info("%s done: %s", step.name, results[step.name].results_uri)
+
+    publish_kpi_table(model, results)
+    publish_model_card(model, results, plan.skipped, store.root)
+    return {
+        "model": model,
+        "store": store.root,
+        "skipped": [{"action": a, "reason": r} for a, r in plan.skipped],
+        "results": {name: res.to_dict() for name, res in results.items()},
+    }
+
+
+@flow(name="tao-pipeline")
+def tao_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
+    """Any skill's pipeline with the generic parameters (model-specific flows give a richer form)."""
+    return run_pipeline(model, params)

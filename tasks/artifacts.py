@@ -1,0 +1,76 @@
+"""Prefect artifacts of a pipeline run: skipped actions, a KPI table per action, and the model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from taoflow.runs import ActionResult
+
+
+def _key(model: str, what: str) -> str:
+    return f"{model}-{what}".replace("_", "-").lower()
+
+
+def publish_skipped(model: str, skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        lines = "\n".join(f"- **{action}** skipped: {reason}" for action, reason in skipped)
+        create_markdown_artifact(
+            markdown=f"# {model}: actions skipped\n\n{lines}\n", key=_key(model, "skipped"),
+            description="Actions asked for that this model does not have",
+        )
+
+
+def kpi_rows(results: dict[str, ActionResult]) -> list[dict[str, Any]]:
+    rows = []
+    for name, res in results.items():
+        row: dict[str, Any] = {"action": name, "status": res.status, "emulated": res.emulated}
+        row.update({f"final {k}": _fmt(v) for k, v in sorted(res.kpis_final.items())})
+        row.update({f"best {k}": _fmt(v) for k, v in sorted(res.kpis_best.items())})
+        rows.append(row)
+    columns = sorted({k for row in rows for k in row}, key=lambda c: (c not in ("action", "status"), c))
+    return [{c: row.get(c, "") for c in columns} for row in rows]
+
+
+def _fmt(value: Any) -> Any:
+    return round(value, 5) if isinstance(value, float) else value
+
+
+def publish_kpi_table(model: str, results: dict[str, ActionResult]) -> None:
+    create_table_artifact(
+        table=kpi_rows(results), key=_key(model, "kpis"), description=f"{model}: KPIs per action"
+    )
+
+
+def model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple[str, str]], store: str) -> str:
+    emulated = any(r.emulated for r in results.values())
+    lines = [f"# {model} model card", ""]
+    if emulated:
+        lines += ["> **EMULATED**: these results come from the tao-flows TAO emulator, not a GPU.", ""]
+    lines += [f"Store: `{store}`", "", "| step | status | results | run key |", "|---|---|---|---|"]
+    lines += [f"| {n} | {r.status} | `{r.results_uri}` | `{r.run_key}` |" for n, r in results.items()]
+    for name, res in results.items():
+        lines += ["", f"## {name}", ""]
+        if res.kpis_best or res.kpis_final:
+            kpis = ", ".join(f"{k} = {v:.4g}" for k, v in sorted((res.kpis_best or res.kpis_final).items()))
+            lines += [f"KPIs ({'best' if res.kpis_best else 'final'}): {kpis}", ""]
+        for kind, uri in sorted(res.products.items()):
+            lines.append(f"- {kind}: `{uri}`")
+        for entry in _checkpoints(res):
+            lines.append(f"- checkpoint: `{entry}`")
+    if skipped:
+        lines += ["", "## Skipped", ""] + [f"- {a}: {why}" for a, why in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def _checkpoints(res: ActionResult) -> list[str]:
+    entries = (res.manifest or {}).get("entries", [])
+    return [e["uri"] for e in entries if e.get("kind") in ("checkpoint", "best") and e.get("uri")]
+
+
+def publish_model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple[str, str]],
+                       store: str) -> str:
+    markdown = model_card(model, results, skipped, store)
+    create_markdown_artifact(markdown=markdown, key=_key(model, "model-card"), description=f"{model} model card")
+    return markdown
