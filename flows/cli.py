@@ -1,0 +1,116 @@
+"""The `taoflow` console script: the engine's commands plus the Prefect-backed `run`, `demo` and `tune`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from taoflow.cli import app, run_cli
+from taoflow.dotted import parse_assignment
+from taoflow.errors import UserError
+
+console = Console()
+
+
+def parse_data(items: list[str]) -> dict[str, str]:
+    data: dict[str, str] = {}
+    for item in items:
+        role, sep, uri = item.partition("=")
+        if not sep or not role or not uri:
+            raise UserError(f"--data takes ROLE=URI (e.g. train=s3://bucket/train), got {item!r}")
+        data[role.strip()] = _absolute(uri.strip())
+    return data
+
+
+def _absolute(uri: str) -> str:
+    return uri if "://" in uri else str(Path(uri).expanduser().resolve())
+
+
+def parse_sets(items: list[str], actions: list[str]) -> dict[str, dict[str, Any]]:
+    """`--set ACTION.KEY=VALUE`: the first segment names the action (`*` for all); a key whose first
+    segment is not an action of the model applies to every action (e.g. `dataset.num_classes=5`)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, value = parse_assignment(item)
+        head, _, rest = key.partition(".")
+        if (head in actions or head == "*") and rest:
+            overrides.setdefault(head, {})[rest] = value
+        else:
+            overrides.setdefault("*", {})[key] = value
+    return overrides
+
+
+@app.command("run")
+def run_command(
+    model: str = typer.Argument(..., help="rtdetr, centerpose, action_recognition, sparse4d, nvpanoptix3d"),
+    data: list[str] = typer.Option([], "--data", help="ROLE=URI (train, eval, inference, calibration)."),
+    actions: Optional[str] = typer.Option(None, "--actions", help="Comma-separated actions to run."),
+    sets: list[str] = typer.Option([], "--set", help="ACTION.KEY=VALUE spec override (repeatable)."),
+    launcher: str = typer.Option("local", "--launcher", help="local | docker | kubernetes | workpool"),
+    store: Optional[str] = typer.Option(None, "--store", help="Artifact store root (path or s3://)."),
+    ptm: Optional[str] = typer.Option(None, "--ptm", help="Pretrained model URI."),
+    emulate: Optional[bool] = typer.Option(None, "--emulate/--no-emulate", help="Force the TAO emulator."),
+    gpus: int = typer.Option(1, "--gpus"),
+    nodes: int = typer.Option(1, "--nodes"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and every spec; run nothing."),
+    automl: bool = typer.Option(False, "--automl", help="Train through an AutoML sweep."),
+    trials: int = typer.Option(16, "--trials"),
+    concurrency: int = typer.Option(4, "--concurrency"),
+    sampler: str = typer.Option("tpe", "--sampler"),
+    pruner: str = typer.Option("asha", "--pruner"),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    params: list[str] = typer.Option([], "--param", help="KEY=LOW:HIGH[:log] or KEY=a,b,c"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL."),
+) -> None:
+    """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine)."""
+    from flows import MODEL_FLOWS, model_flow
+    from taoflow.skill import load_skill
+
+    skill = load_skill(model)
+    if model not in MODEL_FLOWS:
+        raise UserError(f"no pipeline flow for {model!r}")
+    _, params_cls = model_flow(model)
+    parameters = params_cls(
+        datasets=parse_data(data),
+        actions=[a.strip() for a in actions.split(",") if a.strip()] if actions else None,
+        overrides=parse_sets(sets, list(skill.actions)),
+        pretrained_model=ptm,
+        store=store,
+        launcher={"name": launcher, "emulate": emulate, "gpus": gpus, "nodes": nodes},
+        automl={"enabled": automl, "max_trials": trials, "max_concurrent": concurrency,
+                "sampler": sampler, "pruner": pruner, "max_epochs": max_epochs, "seed": seed,
+                "parameters": params, "storage": storage},
+    )
+    if dry_run:
+        from flows.dry_run import print_dry_run
+
+        print_dry_run(model, parameters, console)
+        return
+    from flows.live import run_with_live_display
+
+    run_with_live_display(model, parameters, console)
+
+
+@app.command("demo")
+def demo_command(
+    model: str = typer.Argument("rtdetr"),
+    directory: Path = typer.Option(Path("taoflow-demo"), "--dir", help="Where sample data and results go."),
+) -> None:
+    """Write sample data and run the full pipeline on the TAO emulator."""
+    from flows.demo import run_demo
+
+    run_demo(model, directory, console)
+
+
+def main() -> None:
+    import taoflow.cli
+
+    taoflow.cli._register()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    sys.exit(run_cli())

@@ -1,0 +1,88 @@
+"""A rich live table in the terminal while a pipeline runs in this process."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from flows.parameters import PipelineParameters
+from taoflow.launchers.base import EpochProgress, Event, Finished
+from taoflow.runs import ActionRun
+
+
+class StepBoard:
+    """Per-action status lines fed by the run_action task's events."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.rows: dict[str, dict[str, str]] = {}
+        self.lock = threading.Lock()
+
+    def on_event(self, run: ActionRun, event: Event) -> None:
+        with self.lock:
+            row = self.rows.setdefault(run.action, {"status": "RUNNING", "progress": "", "kpi": ""})
+            if isinstance(event, EpochProgress):
+                row["progress"] = f"epoch {event.epoch + 1}/{event.max_epoch + 1}" + (
+                    f"  ETA {event.eta}" if event.eta else ""
+                )
+                row["kpi"] = ", ".join(
+                    f"{k}={v:.4g}" for k, v in sorted(event.kpi.items()) if isinstance(v, (int, float))
+                )
+            elif isinstance(event, Finished):
+                row["status"] = event.status
+
+    def table(self) -> Table:
+        table = Table(title=f"{self.model} pipeline", expand=False)
+        for column in ("action", "status", "progress", "KPIs"):
+            table.add_column(column)
+        with self.lock:
+            for action, row in self.rows.items():
+                table.add_row(action, row["status"], row["progress"], row["kpi"])
+        return table
+
+
+def run_with_live_display(model: str, parameters: PipelineParameters, console: Console) -> dict[str, Any]:
+    from flows import model_flow
+    from tasks.progress import subscribe
+
+    flow_fn, _ = model_flow(model)
+    board = StepBoard(model)
+    unsubscribe = subscribe(board.on_event)
+    try:
+        with Live(board.table(), console=console, refresh_per_second=4, transient=False) as live:
+            stop = threading.Event()
+
+            def refresh() -> None:
+                while not stop.wait(0.25):
+                    live.update(board.table())
+
+            refresher = threading.Thread(target=refresh, daemon=True)
+            refresher.start()
+            try:
+                summary = flow_fn(parameters)
+            finally:
+                stop.set()
+                live.update(board.table())
+    finally:
+        unsubscribe()
+    print_summary(summary, console)
+    return summary
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"{summary['model']} results")
+    for column in ("step", "status", "results", "KPIs"):
+        table.add_column(column, overflow="fold")
+    for name, res in summary["results"].items():
+        kpis = res.get("kpis_best") or res.get("kpis_final") or {}
+        table.add_row(
+            name, res["status"] + (" (cached)" if res.get("cached") else ""), res["results_uri"],
+            ", ".join(f"{k}={v:.4g}" for k, v in sorted(kpis.items())),
+        )
+    console.print(table)
+    for skipped in summary.get("skipped", []):
+        console.print(f"[yellow]skipped[/yellow] {skipped['action']}: {skipped['reason']}")
