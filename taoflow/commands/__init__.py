@@ -1,0 +1,1 @@
+import taoflow.commands.checkpoints  # noqa: F401
