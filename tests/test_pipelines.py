@@ -1,0 +1,122 @@
+"""The model pipelines end to end on the TAO emulator against a real Prefect API (one loopback server).
+
+Nothing is mocked: the flows run their tasks, the local launcher starts emulator processes, results land
+in a real artifact store, and the checks read Prefect's own task-run states back from its API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows import model_flow
+from flows.demo import demo_parameters
+from taoflow.datasets import write_sample_data
+from taoflow.errors import UserError
+
+MODELS = ["rtdetr", "centerpose", "action_recognition", "sparse4d", "nvpanoptix3d"]
+
+
+@pytest.fixture(scope="module")
+def sample_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("samples")
+    for model in MODELS:
+        write_sample_data(model, root / model)
+    return root
+
+
+def _run(model: str, params, return_state: bool = False):
+    flow_fn, _ = model_flow(model)
+    return flow_fn(params, return_state=return_state) if return_state else flow_fn(params)
+
+
+def _task_states(flow_run_id) -> dict[str, str]:
+    """Task run name → state name of one flow run, read back from the Prefect API."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name: run.state.name for run in runs if run.state}
+
+
+def _epochs_trained(results_uri: str) -> list[int]:
+    status = Path(results_uri) / "status.json"
+    records = [json.loads(line) for line in status.read_text().splitlines() if line.strip()]
+    return [r["epoch"] for r in records if r.get("status") == "RUNNING" and "epoch" in r and r.get("kpi")]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_full_pipeline_on_the_emulator(model, sample_root, tmp_path, prefect_api):
+    params = demo_parameters(model, sample_root / model, str(tmp_path / "store"))
+    summary = _run(model, params)
+    skill_steps = set(summary["results"])
+    assert "train" in skill_steps
+    for name, result in summary["results"].items():
+        assert result["status"] == "SUCCESS", (name, result)
+        assert result["emulated"] is True
+        assert Path(result["results_uri"]).is_dir()
+    train = summary["results"]["train"]
+    assert train["kpis_best"], "train reports its best KPIs"
+    if "export" in summary["results"]:
+        assert any(uri.endswith(".onnx") for uri in summary["results"]["export"]["products"].values())
+    if "gen_trt_engine" in summary["results"]:
+        assert any(uri.endswith(".engine") for uri in summary["results"]["gen_trt_engine"]["products"].values())
+    # Every asked-for action the model lacks is reported, none is faked.
+    from taoflow.skill import PIPELINE_ORDER, load_skill
+
+    missing = [a for a in PIPELINE_ORDER if a not in load_skill(model).actions]
+    assert {s["action"] for s in summary["skipped"]} == set()  # default plan = the skill's own pipeline
+    assert not (set(missing) & skill_steps)
+
+
+def test_train_killed_at_epoch_5_retries_and_resumes(sample_root, tmp_path, prefect_api, monkeypatch):
+    monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "sigkill@epoch:5")
+    params = demo_parameters(
+        "rtdetr", sample_root / "rtdetr", str(tmp_path / "store"), actions=["train", "evaluate"],
+        overrides={"train": {"train.num_epochs": 10, "train.checkpoint_interval": 2}},
+    )
+    summary = _run("rtdetr", params)
+    train = summary["results"]["train"]
+    assert train["status"] == "SUCCESS"
+    epochs = _epochs_trained(train["results_uri"])
+    assert max(epochs) == 9
+    assert len(epochs) <= 10 + 2, f"trained {len(epochs)} emulated epochs in total: {epochs}"
+    names = sorted(p.name for p in Path(train["results_uri"]).glob("model_epoch_*.pth"))
+    assert [n[:15] for n in names] == [f"model_epoch_{e:03d}" for e in (1, 3, 5, 7, 9)]
+
+
+def test_rerun_launches_nothing_and_an_evaluate_change_reruns_evaluate_alone(sample_root, tmp_path, prefect_api):
+    store = str(tmp_path / "store")
+    params = demo_parameters("rtdetr", sample_root / "rtdetr", store)
+    first = _run("rtdetr", params, return_state=True)
+    assert first.is_completed()
+
+    again = _run("rtdetr", params, return_state=True)
+    states = _task_states(again.state_details.flow_run_id)
+    action_states = {n: s for n, s in states.items() if n.startswith("rtdetr-")}
+    assert action_states and set(action_states.values()) == {"Cached"}, action_states
+
+    changed = demo_parameters(
+        "rtdetr", sample_root / "rtdetr", store,
+        overrides={"train": demo_parameters("rtdetr", sample_root / "rtdetr", store).overrides["train"],
+                   "evaluate": {"evaluate.conf_threshold": 0.25}},
+    )
+    third = _run("rtdetr", changed, return_state=True)
+    states = _task_states(third.state_details.flow_run_id)
+    ran = sorted(n for n, s in states.items() if n.startswith("rtdetr-") and s != "Cached")
+    assert ran == ["rtdetr-evaluate"], states
+
+
+def test_spec_error_in_export_overrides_fails_in_preflight_before_train(sample_root, tmp_path, prefect_api):
+    store = tmp_path / "store"
+    params = demo_parameters(
+        "rtdetr", sample_root / "rtdetr", str(store),
+        overrides={"export": {"export.input_widht": 640}},
+    )
+    state = _run("rtdetr", params, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(UserError) as err:
+        state.result()
+    assert "export.input_widht" in str(err.value)
+    assert not (store / "runs").exists(), "nothing may run before the whole plan validates"
