@@ -84,3 +84,11 @@ def s3_root(s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     yield f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_store_root(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The same test against a local root and an `s3://` root on the loopback moto server."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("s3_root")
