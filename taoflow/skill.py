@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from enum import Enum
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -99,6 +99,9 @@ class DataSource(_Strict):
     extract_from: str | None = None
     from_action: str | None = None
     fallback: list[Literal["train", "eval", "inference", "calibration"]] = Field(default_factory=list)
+    # Path to use instead of `path` when a fallback role supplies the value (NVPanoptix3D's test split:
+    # the inference role's meta/test.json, else the eval role's meta/val.json).
+    fallback_path: str | None = None
     required: bool = True
 
 
@@ -122,6 +125,13 @@ class Action(_Strict):
     per_role: dict[str, dict[str, object]] | None = None
     # TAO Core config module when it is not the skill's network (Sparse4D convert: annotations).
     network: str | None = None
+    # Fixed spec values the action always sets, applied after the template and before data sources,
+    # handoffs and user overrides (TAO Core's data_sources `value` entries, e.g. NVPanoptix3D
+    # `dataset.contiguous_id: true`).
+    values: dict[str, object] = Field(default_factory=dict)
+    # Keys TAO marks mandatory (`???`) that this action never reads (the deploy image's evaluate reads
+    # `evaluate.trt_engine`, not `evaluate.checkpoint`): complete validation does not ask for them.
+    ignore_missing: list[str] = Field(default_factory=list)
 
     @field_validator("argv")
     @classmethod
@@ -191,7 +201,7 @@ class Skill(_Strict):
     error_patterns: list[ErrorPattern] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Skill":
+    def _consistent(self) -> Skill:
         for step in self.pipeline:
             if step not in self.actions:
                 raise ValueError(f"pipeline step {step!r} is not an action of the skill")
@@ -249,11 +259,29 @@ def skill_names() -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/skill.yaml"))
 
 
-@lru_cache(maxsize=None)
-def _load(path: str, mtime: float) -> Skill:
+COMMON_FILE = "common.yaml"
+
+
+@cache
+def _load(path: str, mtime: float, common_path: str | None = None, common_mtime: float = 0.0) -> Skill:
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
+    if common_path:
+        data = _merge_common(data, common_path)
     return Skill.model_validate(data)
+
+
+def _merge_common(data: dict, common_path: str) -> dict:
+    """Append `skills/common.yaml`'s error patterns (OOM, NCCL, preemption, ...) after the model's own.
+
+    The model's patterns come first, so its model-specific remedy wins; a model pattern with the same
+    name replaces the common one."""
+    with open(common_path, encoding="utf-8") as fh:
+        common = yaml.safe_load(fh) or {}
+    own = list(data.get("error_patterns") or [])
+    names = {p.get("name") for p in own}
+    shared = [p for p in common.get("error_patterns") or [] if p.get("name") not in names]
+    return {**data, "error_patterns": own + shared}
 
 
 def load_skill(name: str) -> Skill:
@@ -262,4 +290,7 @@ def load_skill(name: str) -> Skill:
     if not path.is_file():
         known = ", ".join(skill_names()) or "(none)"
         raise UserError(f"unknown model {name!r}; known models: {known}")
+    common = skills_dir() / COMMON_FILE
+    if common.is_file():
+        return _load(str(path), path.stat().st_mtime, str(common), common.stat().st_mtime)
     return _load(str(path), path.stat().st_mtime)
