@@ -1,0 +1,313 @@
+"""The local launcher on the emulator: every model's pipeline end to end, kill + resume, secrets, attach, cancel,
+timeout, remote (S3 on moto's loopback server) results, and the pod entry point. No mocks: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from taoflow.datasets import write_sample_data
+from taoflow.launchers.base import EpochProgress, Finished, LogLine, StatusRecord
+from taoflow.launchers.local import LocalLauncher
+from taoflow.runs import ActionResult, ActionRun
+from taoflow.status import read_status
+from tests.s3server import s3_root, s3_server  # noqa: F401
+from tests.test_emulator_specs import make_spec
+
+MODELS = ["rtdetr", "centerpose", "action_recognition", "sparse4d", "nvpanoptix3d"]
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAOFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0")
+    monkeypatch.delenv("TAOFLOW_EMULATOR_FAULT", raising=False)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    root = tmp_path_factory.mktemp("samples")
+    for model in MODELS:
+        write_sample_data(model, root / model)
+    return root
+
+
+def make_run(model: str, action: str, spec: dict, results: Path, run_key: str = "rk", **kw) -> ActionRun:
+    return ActionRun(model=model, action=action, spec=spec, image="emulator", run_key=run_key,
+                     results_uri=str(results), emulate=True, **kw)
+
+
+def launch(run: ActionRun, launcher: LocalLauncher | None = None) -> tuple[ActionResult, list]:
+    launcher = launcher or LocalLauncher()
+    handle = launcher.submit(run)
+    events = list(launcher.events(handle))
+    return launcher.result(handle), events
+
+
+def checkpoints(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("model_epoch_*_step_*.pth"))
+
+
+def epoch_kpis(folder: Path) -> dict[int, dict]:
+    return {r["epoch"]: r["kpi"] for r in read_status(folder / "status.json") if "epoch" in r}
+
+
+def ok(result: ActionResult) -> ActionResult:
+    assert result.status == "SUCCESS", (result.message, result.failure_class)
+    return result
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_pipeline_on_the_emulator(model, samples, tmp_path):
+    """sample data → (convert) → train with a resume → evaluate → export → quantize / engine → TRT evaluate."""
+    data, runs = samples / model, tmp_path / "runs"
+    up: dict = {"num_epochs": 4, "interval": 1}
+    if model == "sparse4d":
+        for role, split in (("train", "train"), ("eval", "val")):
+            out = runs / f"convert-{role}"
+            spec = make_spec(model, "dataset_convert", data, out, {"root": data / role, "split": split})
+            ok(launch(make_run(model, "dataset_convert", spec, out))[0])
+            assert (out / "annotations.pkl").is_file()
+            import numpy as np
+
+            assert np.load(out / "anchor_init.npy").shape == (900, 11)
+            up[f"convert_{role}"] = out
+
+    # train 2 epochs of 4, then resume to the end: checkpoints at every epoch, one status.json
+    train_dir = runs / "train"
+    first = make_spec(model, "train", data, train_dir, {**up, "num_epochs": 4})
+    first["train"]["num_epochs"] = 4
+    os.environ["TAOFLOW_EMULATOR_FAULT"] = "preempt@epoch:2"
+    stopped, _ = launch(make_run(model, "train", first, train_dir))
+    del os.environ["TAOFLOW_EMULATOR_FAULT"]
+    assert stopped.status == "FAILURE" and stopped.failure_class == "infra" and stopped.exit_code == 143
+    assert [c.split("_step")[0] for c in checkpoints(train_dir)] == ["model_epoch_000", "model_epoch_001"]
+    newest = train_dir / checkpoints(train_dir)[-1]
+    resumed_spec = json.loads(json.dumps(first))
+    resumed_spec["train"]["resume_training_checkpoint_path"] = str(newest)
+    train, events = launch(make_run(model, "train", resumed_spec, train_dir))
+    ok(train)
+    assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [2, 3]
+    assert len(checkpoints(train_dir)) == 4 and train.epochs_run == 2
+    latest = next(train_dir.glob("*_model_latest.pth"))
+    assert latest.is_symlink() and os.readlink(latest) == checkpoints(train_dir)[-1]
+    lines = read_status(train_dir / "status.json")
+    assert [r["status"] for r in lines][-2:] == ["RUNNING", "SUCCESS"]
+    assert lines[-1]["message"] == f"train action completed successfully for {model}"
+    assert train.manifest and any(e["kind"] == "checkpoint" for e in train.manifest["entries"])
+    best_ckpt = train_dir / checkpoints(train_dir)[-1]
+    up["checkpoint"] = str(best_ckpt)
+
+    ev_dir = runs / "evaluate"
+    evaluate = ok(launch(make_run(model, "evaluate", make_spec(model, "evaluate", data, ev_dir, up), ev_dir))[0])
+    report = json.loads((ev_dir / "evaluation_results.json").read_text())
+    assert report["emulated"] is True and report["epoch"] == 3
+    assert report["metrics"] == epoch_kpis(train_dir)[3] == evaluate.kpis_final
+
+    ex_dir = runs / "export"
+    export = ok(launch(make_run(model, "export", make_spec(model, "export", data, ex_dir, up), ex_dir))[0])
+    onnx = Path(export.products["onnx"])
+    assert onnx.is_file() and b"EMULATED" in onnx.read_bytes()[:80]
+    up["onnx"] = str(onnx)
+
+    if model in ("rtdetr", "sparse4d"):
+        q_dir = runs / "quantize"
+        ok(launch(make_run(model, "quantize", make_spec(model, "quantize", data, q_dir, up), q_dir))[0])
+        assert (q_dir / "quantized_model.pth").is_file()
+    if model in ("rtdetr", "centerpose"):
+        g_dir = runs / "gen_trt_engine"
+        engine = ok(launch(make_run(model, "gen_trt_engine",
+                                    make_spec(model, "gen_trt_engine", data, g_dir, up), g_dir))[0])
+        assert set(engine.products) >= {"engine", "cal_cache", "log", "status"}
+        up["engine"] = engine.products["engine"]
+        t_dir = runs / "trt_evaluate"
+        trt = ok(launch(make_run(model, "trt_evaluate", make_spec(model, "trt_evaluate", data, t_dir, up), t_dir))[0])
+        assert trt.kpis_final == evaluate.kpis_final
+    if model != "sparse4d":
+        i_dir = runs / "inference"
+        ok(launch(make_run(model, "inference", make_spec(model, "inference", data, i_dir, up), i_dir))[0])
+        assert (i_dir / "inference" / "inference_results.json").is_file()
+
+
+def test_sigkill_at_epoch_5_then_resume_matches_an_uninterrupted_run(samples, tmp_path, monkeypatch):
+    data = samples / "rtdetr"
+    plain_dir, killed_dir = tmp_path / "plain", tmp_path / "killed"
+    ok(launch(make_run("rtdetr", "train", make_spec("rtdetr", "train", data, plain_dir, {"num_epochs": 10}),
+                       plain_dir))[0])
+
+    monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "sigkill@epoch:5")
+    spec = make_spec("rtdetr", "train", data, killed_dir, {"num_epochs": 10})
+    killed, _ = launch(make_run("rtdetr", "train", spec, killed_dir))
+    assert killed.status == "FAILURE" and killed.exit_code == 137 and killed.failure_class == "infra"
+    assert len(checkpoints(killed_dir)) == 5
+    assert not list(killed_dir.glob(".*.tmp*"))
+
+    # the retry: same environment (the fault already fired for this folder), resume from the newest file
+    spec["train"]["resume_training_checkpoint_path"] = str(killed_dir / checkpoints(killed_dir)[-1])
+    ok(launch(make_run("rtdetr", "train", spec, killed_dir))[0])
+    assert checkpoints(killed_dir) == checkpoints(plain_dir)
+    assert epoch_kpis(killed_dir) == epoch_kpis(plain_dir)
+    for name in checkpoints(plain_dir):
+        a = json.loads((plain_dir / name).read_bytes().split(b"\n", 1)[1])
+        b = json.loads((killed_dir / name).read_bytes().split(b"\n", 1)[1])
+        assert a == b
+
+
+def test_secrets_reach_tao_as_overrides_and_never_the_disk(samples, tmp_path, monkeypatch):
+    secret = "tlt-encode-s3cr3t-value"
+    monkeypatch.setenv("MY_TAO_KEY", secret)
+    results = tmp_path / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 1})
+    result, events = launch(make_run("rtdetr", "train", spec, results,
+                                     secret_overrides={"encryption_key": "MY_TAO_KEY"}))
+    ok(result)
+    logs = [e.text for e in events if isinstance(e, LogLine)]
+    assert any("encryption_key" in line for line in logs)
+    for path in results.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+    assert secret not in json.dumps(result.to_dict())
+    header = (results / "logs" / "train.log").read_text().splitlines()[0]
+    assert "encryption_key=****" in header
+
+
+def test_events_are_typed_and_end_with_finished(samples, tmp_path):
+    results = tmp_path / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 3})
+    result, events = launch(make_run("rtdetr", "train", spec, results))
+    ok(result)
+    assert isinstance(events[-1], Finished) and events[-1].status == "SUCCESS"
+    progress = [e for e in events if isinstance(e, EpochProgress)]
+    assert [(p.epoch, p.max_epoch) for p in progress] == [(0, 2), (1, 2), (2, 2)]
+    assert all("val_mAP" in p.kpi for p in progress)
+    assert any(isinstance(e, StatusRecord) and e.record["status"] == "STARTED" for e in events)
+    assert result.kpis_final == progress[-1].kpi and result.gpu_seconds > 0
+
+
+def test_spec_failure_is_classified_with_the_remedy(samples, tmp_path):
+    results = tmp_path / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_classes": 4})
+    result, _ = launch(make_run("rtdetr", "train", spec, results))
+    assert result.status == "FAILURE" and result.failure_class == "spec" and result.exit_code == 1
+    assert "num_classes" in (result.remedy or "")
+    assert "device-side assert" in (result.message or "")
+
+
+def test_cancel_stops_the_process_group_and_keeps_checkpoints(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0.3")
+    results = tmp_path / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 50})
+    launcher = LocalLauncher(grace_seconds=5)
+    handle = launcher.submit(make_run("rtdetr", "train", spec, results))
+    for event in launcher.events(handle):
+        if isinstance(event, EpochProgress):
+            launcher.cancel(handle)
+            break
+    result = launcher.result(handle)
+    assert result.status == "CANCELLED"
+    assert checkpoints(results)
+    assert read_status(results / "status.json")[-1]["status"] == "FAILURE"
+    with pytest.raises(ProcessLookupError):
+        os.killpg(handle.pid, 0)
+
+
+def test_timeout_is_enforced_and_is_an_infra_failure(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0.3")
+    results = tmp_path / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 50})
+    result, _ = launch(make_run("rtdetr", "train", spec, results, timeout_seconds=0.8))
+    assert result.status == "FAILURE" and result.failure_class == "infra"
+    assert "timed out" in (result.message or "")
+
+
+def test_second_submit_attaches_to_the_running_process(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0.1")
+    results = tmp_path / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 8})
+    launcher = LocalLauncher()
+    first = launcher.submit(make_run("rtdetr", "train", spec, results))
+    second = launcher.submit(make_run("rtdetr", "train", spec, results))
+    assert second.attached and second.pid == first.pid
+    ok(launcher.result(first))
+    assert launcher.result(second).status == "SUCCESS"
+    starts = [r for r in read_status(results / "status.json") if r["status"] == "STARTED"]
+    assert len(starts) == 1
+
+
+def test_action_recognition_archives_are_extracted_safely_once(samples, tmp_path):
+    """The spec names `train/` and `test/` folders that exist only as tarballs: the launcher extracts them."""
+    data = samples / "action_recognition"
+    assert not (data / "train" / "train").exists()
+    results = tmp_path / "train"
+    spec = make_spec("action_recognition", "train", data, results, {"num_epochs": 1})
+    ok(launch(make_run("action_recognition", "train", spec, results))[0])
+    staged = (results / "spec.yaml").read_text()
+    assert "extracted" in staged and not (data / "train" / "train").exists()
+
+
+def test_remote_results_upload_to_s3(samples, tmp_path, s3_root):  # noqa: F811
+    from taoflow.store import ArtifactStore
+
+    store = ArtifactStore(s3_root)
+    results_uri = store.results_uri("rtdetr", "s3run", "train")
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", Path("/unused"), {"num_epochs": 2})
+    spec["results_dir"] = results_uri
+    run = ActionRun(model="rtdetr", action="train", spec=spec, image="emulator", run_key="s3run",
+                    results_uri=results_uri, emulate=True)
+    result = ok(launch(run)[0])
+    names = {e.path for e in store.list_files(results_uri)}
+    assert {"model_epoch_000_step_00002.pth", "model_epoch_001_step_00004.pth", "rtdetr_model_latest.pth",
+            "status.json", "spec.yaml", "logs/train.log"} <= names
+    assert result.products["checkpoint"].startswith("s3://")
+    assert [e for e in result.manifest["entries"] if e["kind"] == "checkpoint"]
+
+
+def test_pod_entry_point_writes_result_json(samples, tmp_path):
+    results = tmp_path / "store" / "runs" / "rtdetr" / "podrun" / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 1})
+    run_file = tmp_path / "run.json"
+    run_file.write_text(json.dumps(make_run("rtdetr", "train", spec, results, run_key="podrun").to_dict()))
+    proc = subprocess.run([sys.executable, "-m", "taoflow.launchers.local", str(run_file)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stored = json.loads((results / "result.json").read_text())
+    assert stored["status"] == "SUCCESS" and stored["run_key"] == "podrun"
+    assert "Epoch 0/0" in proc.stdout
+
+
+def test_pod_entry_point_exits_with_taos_code(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "oom")
+    results = tmp_path / "store" / "runs" / "rtdetr" / "oomrun" / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 1})
+    payload = json.dumps(make_run("rtdetr", "train", spec, results, run_key="oomrun").to_dict())
+    proc = subprocess.run([sys.executable, "-m", "taoflow.launchers.local", payload],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    stored = json.loads((results / "result.json").read_text())
+    assert stored["failure_class"] == "infra" and "CUDA out of memory" in (stored["message"] or "")
+
+
+def test_sigterm_to_the_pod_entry_point_reaches_tao(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0.3")
+    results = tmp_path / "store" / "runs" / "rtdetr" / "termrun" / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 50})
+    payload = json.dumps(make_run("rtdetr", "train", spec, results, run_key="termrun").to_dict())
+    proc = subprocess.Popen([sys.executable, "-m", "taoflow.launchers.local", payload],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("Epoch 0/"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    stored = json.loads((results / "result.json").read_text())
+    assert stored["status"] == "CANCELLED"
+    assert read_status(results / "status.json")[-1]["status"] == "FAILURE"
+    time.sleep(0)  # nothing left running: the group is gone
+    assert not (results / ".taoflow_run.json").exists()
