@@ -282,18 +282,20 @@ def build_manifest(
     metric: str | None = None,
     direction: Direction | None = None,
     save: bool = False,
+    with_kpis: bool = True,
 ) -> Manifest:
     """List `results_uri` once, read its status.json, and describe every checkpoint and product.
 
     `metric`/`direction` annotate each entry's `metric_value` (what `best` means for evaluate/export).
-    `save=True` also writes `manifest.json` into the folder (skipped when the folder has no files)."""
+    `save=True` also writes `manifest.json` into the folder (skipped when the folder has no files);
+    `with_kpis=False` skips reading status.json (resume needs no KPIs)."""
     listing = store.list_files(results_uri)
     ckpt_dirs = _checkpoint_dirs(listing)
     files = [i for i in listing if not i.is_dir]
 
     kpis = EpochKpis()
     status_files = sorted(
-        (i for i in files if posixpath.basename(i.path) == STATUS_FILE),
+        (i for i in files if with_kpis and posixpath.basename(i.path) == STATUS_FILE),
         key=lambda i: (i.path.count("/"), i.path),
     )
     for item in status_files:

@@ -265,7 +265,7 @@ def _choose_checkpoint(
 def choose_resume(store: ArtifactStore, results_uri: str, *, manifest: Manifest | None = None) -> Choice | None:
     """The resume choice for the current run's results, or None when nothing there can be resumed."""
     if manifest is None:
-        manifest = build_manifest(store, results_uri)
+        manifest = build_manifest(store, results_uri, with_kpis=False)
     ok, rejected = _screen(manifest, ("checkpoint", "best", "latest"), "checkpoint")
     # Exact names first; the latest link only when there are none; a best copy last (it may be older).
     for kind in ("checkpoint", "latest", "best"):

@@ -1,0 +1,170 @@
+"""Resolver scale: build a checkpoint manifest and resolve `parent_model` over 10,000 files on S3.
+
+Starts moto's S3 server on 127.0.0.1, uploads one realistic TAO train results folder of 10,000 objects
+(step-interval checkpoints over many epochs, top-k best files, a latest copy, Lightning checkpoints,
+inference images, TensorBoard events, ONNX / engine / calibration files, partial uploads and a status.json
+with a line per logged step), then times, through s3fs exactly as production would reach S3:
+
+- `build_manifest` (one recursive listing + one read of status.json),
+- `parent_model` best-by-metric (rebuilds the manifest: the resolver never trusts a stale one),
+- `resume_model`,
+
+and counts the HTTP requests the S3 server saw for each (target: under 5 s, one listing pass — a handful
+of paginated ListObjectsV2 calls, not a request per file). Usage: `python benchmarks/resolver.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from taoflow import resolver
+from taoflow.manifest import build_manifest
+from taoflow.skill import load_skill
+from taoflow.store import ArtifactStore
+from tests.s3server import MotoS3
+
+TOTAL_FILES = 10_000
+EPOCHS = 300
+CHECKPOINTS_PER_EPOCH = 20
+STEPS_PER_EPOCH = 400
+REPEATS = 3
+
+
+class RequestCounter(logging.Handler):
+    """Counts the requests moto's werkzeug server logs (`"GET /bucket?list-type=2... HTTP/1.1" 200`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if '"' not in message:
+            return
+        request = message.split('"')[1]
+        method, _, target = request.partition(" ")
+        kind = "LIST" if method == "GET" and "list-type=2" in target else method
+        self.counts[kind] += 1
+
+
+def mAP(epoch: int) -> float:
+    """A plausible learning curve with noise and a peak before the end (so best != latest)."""
+    return round(0.72 - 0.5 * (0.985 ** epoch) - 0.00002 * max(0, epoch - 210) ** 2 + 0.004 * ((epoch * 7) % 5), 5)
+
+
+def layout() -> dict[str, bytes]:
+    body = b"\0" * 64
+    files: dict[str, bytes] = {}
+    for epoch in range(EPOCHS):
+        for i in range(CHECKPOINTS_PER_EPOCH):
+            step = epoch * STEPS_PER_EPOCH + (i + 1) * STEPS_PER_EPOCH // CHECKPOINTS_PER_EPOCH
+            files[f"train/model_epoch_{epoch:03d}_step_{step:05d}.pth"] = body
+        files[f"lightning_logs/version_0/checkpoints/epoch={epoch}-step={(epoch + 1) * STEPS_PER_EPOCH}.ckpt"] = body
+    best = sorted(range(EPOCHS), key=mAP, reverse=True)[:5]
+    for epoch in best:
+        files[f"train/model_best_{epoch:03d}.pth"] = body
+    files["train/rtdetr_model_latest.pth"] = body
+    files[f"train/model_epoch_{EPOCHS:03d}_step_{(EPOCHS + 1) * STEPS_PER_EPOCH:05d}.pth.partial"] = body
+    files["train/model_epoch_299_step_99999.pth"] = b""  # a zero-byte upload: never a candidate
+    for name in ("model.onnx", "model_fp16.onnx", "model_2d.onnx", "model.engine", "model_int8.engine", "cal.bin"):
+        files[f"export/{name}"] = body
+    files["logs/train.log"] = b"Epoch 0 ...\n"
+    lines = [{"status": "STARTED", "message": "Starting training"}]
+    for epoch in range(EPOCHS):
+        for i in range(CHECKPOINTS_PER_EPOCH):
+            step = epoch * STEPS_PER_EPOCH + (i + 1) * STEPS_PER_EPOCH // CHECKPOINTS_PER_EPOCH
+            last = i == CHECKPOINTS_PER_EPOCH - 1
+            lines.append({"date": "11/23/2026", "time": "10:1:1", "status": "RUNNING", "verbosity": "INFO",
+                          "message": "Training loop in progress", "epoch": epoch, "max_epoch": EPOCHS - 1,
+                          "step": step, "kpi": {"val_mAP50": mAP(epoch if last else epoch - 1)}
+                          if (last or epoch) else {}, "graphical": {"train_loss": 5.0 / (1 + step / 1000)}})
+    lines.append({"status": "SUCCESS", "message": "train action completed successfully for rtdetr"})
+    files["status.json"] = ("\n".join(json.dumps(line) for line in lines) + "\n").encode()
+    i = 0
+    while len(files) < TOTAL_FILES:
+        folder = "inference/images" if i % 3 else "tensorboard"
+        files[f"{folder}/{'img' if i % 3 else 'events.out.tfevents'}_{i:05d}.jpg"] = body
+        i += 1
+    return files
+
+
+def timed(fn, counter: RequestCounter) -> tuple[float, Counter[str], object]:
+    counter.counts.clear()
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, Counter(counter.counts), value
+
+
+def main() -> None:
+    server = MotoS3()
+    server.start()
+    try:
+        server.create_bucket("taoflow-bench")
+        os.environ.update(server.env())
+        store = ArtifactStore("s3://taoflow-bench/store")
+        results = store.results_uri("rtdetr", "bench0000000000000000", "train")
+        files = layout()
+        print(f"S3 server: moto {server.endpoint}; results folder {results}")
+        print(f"uploading {len(files)} objects ({sum(len(b) for b in files.values()) / 1e6:.1f} MB) ...")
+        start = time.perf_counter()
+        store.fs.pipe({f"{results[len('s3://'):]}/{rel}": data for rel, data in files.items()}, batch_size=64)
+        upload = time.perf_counter() - start
+        print(f"upload: {upload:.1f} s ({len(files) / upload:.0f} objects/s, concurrent PUTs via s3fs.pipe)")
+
+        counter = RequestCounter()
+        werkzeug = logging.getLogger("werkzeug")
+        werkzeug.setLevel(logging.INFO)
+        werkzeug.handlers = [counter]  # count requests instead of printing a line for each
+        werkzeug.propagate = False
+        skill = load_skill("rtdetr")
+
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=server.endpoint)
+        prefix = results[len("s3://taoflow-bench/"):] + "/"
+
+        def raw_listing() -> int:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket="taoflow-bench", Prefix=prefix)
+            return sum(len(page.get("Contents", [])) for page in pages)
+
+        rows, floors = [], []
+        for _ in range(REPEATS):
+            floors.append((timed(raw_listing, counter)[0], timed(lambda: store.list_files(results), counter)[0]))
+            t_manifest, req_manifest, manifest = timed(
+                lambda: build_manifest(store, results, metric="val_mAP50", direction="maximize"), counter)
+            t_parent, req_parent, choice = timed(
+                lambda: resolver.choose_parent(store, results, skill=skill, parent_action="train"), counter)
+            t_resume, req_resume, resume = timed(lambda: resolver.resume_model(store, results), counter)
+            rows.append((t_manifest, t_parent, t_resume))
+        print(f"manifest: {manifest.files_seen} files listed, {len(manifest.entries)} entries, "
+              f"{len(manifest.kpis_by_epoch)} epochs with KPIs")
+        print(f"requests per build_manifest: {dict(req_manifest)}; per parent_model: {dict(req_parent)}; "
+              f"per resume_model: {dict(req_resume)}")
+        for label, column in (("build_manifest", 0), ("parent_model (best val_mAP50)", 1), ("resume_model", 2)):
+            values = [r[column] for r in rows]
+            print(f"{label:32s} median {statistics.median(values):.2f} s  "
+                  f"(runs: {', '.join(f'{v:.2f}' for v in values)})")
+        print(f"{'of which: store.list_files':32s} median {statistics.median(f[1] for f in floors):.2f} s; "
+              f"raw boto3 ListObjectsV2 pagination (server floor) "
+              f"{statistics.median(f[0] for f in floors):.2f} s")
+        print(f"parent_model chose {choice.entry.path} (val_mAP50 {choice.entry.metric_value}); "
+              f"{len(choice.rejected)} other entries rejected with reasons")
+        print(f"resume_model chose {resume.rsplit('/', 1)[-1]}")
+        worst = max(max(r[0], r[1]) for r in rows)
+        print(f"target < 5 s for manifest and for parent_model: {'MET' if worst < 5 else 'MISSED'} "
+              f"(worst {worst:.2f} s)")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
