@@ -13,9 +13,11 @@ epoch number found anywhere in the path and ignores Lightning names):
 - Incomplete files (size 0, `.tmp` / `.partial` / `.part` suffixes) are listed with the reason and marked
   `complete: false`; they are never candidates.
 - KPIs: status.json is JSON lines whose `kpi`/`graphical` dicts are sticky (later lines repeat the last
-  values). A dict belongs to the epoch of the line where it changed (any of its values new), so an epoch
-  that ran no validation does not inherit the previous epoch's score, while a genuine tie (same metric,
-  other values new) is kept. Epochs are 0-based in both status.json and names.
+  values). A value belongs to the epoch of the line where it changed, so an epoch that ran no validation
+  does not inherit the previous epoch's score; a repeated value still counts when another validation
+  value of the same dict changed (a genuine tie). Losses, which change every step, prove nothing about
+  validation. Limit: a tie of a lone validation metric in consecutive epochs reads as a repeat. Epochs are
+  0-based in both status.json and names.
 
 Stored as `manifest.json` beside the results (`save=True`) and rebuilt on demand; the resolver always
 rebuilds it, because a training pod may have written files since.
@@ -153,6 +155,10 @@ def _numeric(values: Any) -> dict[str, float]:
     return out
 
 
+def _is_loss(key: str) -> bool:
+    return "loss" in key.lower()
+
+
 def parse_status(text: str, into: EpochKpis | None = None) -> EpochKpis:
     """Fold status.json lines into per-epoch KPIs. Malformed lines (a line being written) are skipped."""
     kpis = into or EpochKpis()
@@ -184,13 +190,15 @@ def parse_status(text: str, into: EpochKpis | None = None) -> EpochKpis:
             kpis.status = str(line["status"])
         for group in ("graphical", "kpi"):  # kpi last: it wins where both name a metric
             values = _numeric(line.get(group))
-            # A dict with any new value is a fresh validation: all its values belong to this epoch (a
-            # genuine tie stays attributed); a dict that only repeats earlier values is sticky noise.
-            fresh = any(seen.get((group, k)) != v for k, v in values.items())
+            changed = {k for k, v in values.items() if seen.get((group, k)) != v}
+            # A repeated value is sticky noise, unless another validation value of the same dict changed
+            # (a fresh validation with a genuine tie). Losses change every step, so they prove nothing.
+            validated = {k for k in changed if not _is_loss(k)}
             for key, value in values.items():
                 seen[(group, key)] = value
-            if fresh and epoch is not None:
-                kpis.by_epoch.setdefault(epoch, {}).update(values)
+                fresh = key in changed or (not _is_loss(key) and bool(validated - {key}))
+                if fresh and epoch is not None:
+                    kpis.by_epoch.setdefault(epoch, {})[key] = value
             kpis.final.update(values)
     return kpis
 

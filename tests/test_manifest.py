@@ -66,6 +66,17 @@ def test_parse_status_sticky_kpis_belong_to_the_epoch_that_changed_them():
     assert kpis.final["val_mAP"] == 0.15
 
 
+def test_parse_status_losses_in_the_kpi_dict_do_not_refresh_a_stale_validation_metric():
+    """The emulator (and some TAO trainers) log train_loss inside `kpi`; it changes every epoch."""
+    kpis = parse_status(status_text([
+        {"epoch": 0, "kpi": {"val_acc": 0.5, "train_loss": 2.0}},
+        {"epoch": 1, "kpi": {"val_acc": 0.5, "train_loss": 1.5}},  # validation every 2nd epoch: repeat
+        {"epoch": 2, "kpi": {"val_acc": 0.7, "train_loss": 1.1}},
+    ]))
+    assert kpis.by_epoch[1] == {"train_loss": 1.5}
+    assert kpis.by_epoch[2] == {"val_acc": 0.7, "train_loss": 1.1}
+
+
 def _full_layout(train_dir: str = "train/") -> dict[str, bytes | str]:
     return {
         f"{train_dir}model_epoch_000_step_00010.pth": CKPT,
