@@ -323,8 +323,14 @@ class ArtifactStore:
         files = self.list_files(uri, include_dirs=False)
         if not files:
             raise FileNotFoundError(uri)
-        parts = [(e.path, self._file_digest(self._path(e.uri), None, e)) for e in files]
+        parts = [(e.path, self._member_digest(e)) for e in files]
         return "sha256:" + hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+    def _member_digest(self, entry: StoreEntry) -> str:
+        path = self._path(entry.uri)
+        if self.is_local and not os.path.exists(path):
+            return "dangling-link"  # no content to hash; it still counts by name
+        return self._file_digest(path, None, entry)
 
     def _file_digest(self, path: str, info: dict[str, Any] | None, entry: StoreEntry | None = None) -> str:
         if self.is_local:

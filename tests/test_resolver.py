@@ -68,6 +68,11 @@ def test_best_by_metric_to_minimise_given_by_the_caller(store, tmp_path):
         ]),
     })
     assert name(resolver.parent_model(store, results, metric="train_loss")) == "model_epoch_1_step_10.pth"
+    # nvpanoptix3d names train_loss as its AutoML metric (minimize): the skill supplies the direction.
+    pan = load_skill("nvpanoptix3d")
+    assert resolver.monitoring_for(pan, "train_loss") == ("train_loss", "minimize")
+    assert name(resolver.parent_model(store, results, skill=pan, metric="train_loss")) == (
+        "model_epoch_1_step_10.pth")
     # The same folder picked by maximising the same metric gives the other end.
     assert name(resolver.parent_model(store, results, metric="train_loss", direction="maximize")) == (
         "model_epoch_0_step_5.pth")
