@@ -276,8 +276,10 @@ def choose_resume(store: ArtifactStore, results_uri: str, *, manifest: Manifest 
         return None
     pool.sort(key=_newest_key, reverse=True)
     chosen = pool[0]
-    rejected += [(e.path, f"older than {chosen.path}" if e.kind == "checkpoint" else f"{e.kind} file")
-                 for e in ok if e is not chosen]
+    why = {"checkpoint": f"older than {chosen.path}",
+           "latest": "a latest link: exact checkpoint names come first",
+           "best": "a best copy: resume continues from the newest state, not the best"}
+    rejected += [(e.path, why[e.kind]) for e in ok if e is not chosen]
     return Choice(chosen, manifest, rejected, note="newest complete checkpoint")
 
 
