@@ -47,7 +47,7 @@ def make_spec(model: str, action: str, data: Path, results: Path, up: dict[str, 
             ds["train_data_sources"] = [rtdetr_source(data / "train")]
             ds["val_data_sources"] = rtdetr_source(data / "eval")
             ds["quant_calibration_data_sources"] = rtdetr_source(data / "train")
-            spec["quantize"] = {"model_path": up["checkpoint"], "backend": "modelopt",
+            spec["quantize"] = {"model_path": up["checkpoint"], "backend": "modelopt.pytorch",
                                 "layers": [{"module_name": "*", "weights": {"dtype": "float8_e4m3fn"},
                                             "activations": {"dtype": "float8_e4m3fn"}}]}
         elif action == "gen_trt_engine":

@@ -274,7 +274,7 @@ def quantize(ctx: ActionContext) -> None:
         **{k: payload.get(k) for k in ("model", "epoch", "step", "num_epochs", "seed", "params_digest",
                                        "kpis", "trained_with")},
         "quantized": True, "source_checkpoint": path, "source_digest": artifacts.digest(path),
-        "backend": ctx.spec.get("quantize.backend", "modelopt"), "layers": layers,
+        "backend": ctx.spec.get("quantize.backend", "modelopt.pytorch"), "layers": layers,
         "calibration_samples": samples, "note": "EMULATED quantized checkpoint: no real weights",
     })
     log(f"Quantized {path} with {samples} calibration samples to {out}  [EMULATED]")
