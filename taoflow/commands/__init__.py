@@ -1,2 +1,4 @@
-import taoflow.commands.checkpoints  # noqa: F401
-import taoflow.commands.sample_data  # noqa: F401
+import taoflow.commands.checkpoints
+import taoflow.commands.sample_data
+import taoflow.commands.skills
+import taoflow.commands.spec  # noqa: F401
