@@ -31,6 +31,8 @@ Schema conventions (what the validator and the AutoML search space may rely on):
   errors at every level). Free-form dicts stay open: `Dict[str, X]` has `additionalProperties: <schema of X>`,
   `dict`/`Dict[str, Any]` has no `additionalProperties`. Optional dataclass sections whose default is null
   (rtdetr `distill`) are described by their dataclass and typed `["object", "null"]`.
+- Every dataclass-backed object (the root too) has `x-tao-class`: the dataclass name, e.g.
+  `ExperimentConfig`, `RTOptimConfig` (what OmegaConf's own error messages name).
 - Leaf types: `integer`, `number` (accepts integers too, as OmegaConf does), `boolean`, `string`, `array`
   (with `items` from the element type), `object`. Optional fields carry a type list `[<type>, "null"]` and,
   when they have an `enum`, `null` in the enum. Unions carry a type list (nvpanoptix3d
@@ -455,6 +457,9 @@ class DataclassWalker:
             schema = _apply_tao_metadata(schema, meta, missing, default)
             props[str(key)] = _wrap_missing(schema) if missing else _admit_default(schema, ".".join(dotted))
         out = {"type": "object", "properties": props, "additionalProperties": False}
+        cls = _structured_type(cfg)
+        if cls is not None:
+            out["x-tao-class"] = cls.__name__  # OmegaConf names it in its errors ("Key 'x' not in 'Y'")
         return out
 
     @staticmethod

@@ -71,6 +71,8 @@ def _compare(cfg: DictConfig, node: dict, dotted: str, problems: list[str]) -> N
     props = node["properties"]
     if set(props) != set(cfg.keys()):
         problems.append(f"{dotted or '<root>'}: schema {sorted(set(props) ^ set(cfg.keys()))}")
+    if node.get("x-tao-class") != OmegaConf.get_type(cfg).__name__:
+        problems.append(f"{dotted or '<root>'}: x-tao-class {node.get('x-tao-class')!r}")
     if node.get("additionalProperties") is not False:
         problems.append(f"{dotted or '<root>'}: unknown keys are not rejected")
     for key in cfg:
