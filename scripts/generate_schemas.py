@@ -32,7 +32,7 @@ Schema conventions (what the validator and the AutoML search space may rely on):
   `dict`/`Dict[str, Any]` has no `additionalProperties`. Optional dataclass sections whose default is null
   (rtdetr `distill`) are described by their dataclass and typed `["object", "null"]`.
 - Every dataclass-backed object (the root too) has `x-tao-class`: the dataclass name, e.g.
-  `ExperimentConfig`, `RTOptimConfig` (what OmegaConf's own error messages name).
+  `ExperimentConfig`, `OptimConfig` (what OmegaConf's own error messages name).
 - Leaf types: `integer`, `number` (accepts integers too, as OmegaConf does), `boolean`, `string`, `array`
   (with `items` from the element type), `object`. Optional fields carry a type list `[<type>, "null"]` and,
   when they have an `enum`, `null` in the enum. Unions carry a type list (nvpanoptix3d
