@@ -311,3 +311,44 @@ def test_sigterm_to_the_pod_entry_point_reaches_tao(samples, tmp_path, monkeypat
     assert read_status(results / "status.json")[-1]["status"] == "FAILURE"
     time.sleep(0)  # nothing left running: the group is gone
     assert not (results / ".taoflow_run.json").exists()
+
+
+HANDOFF_FILES = {"create_onnx_file": "{model}.onnx", "create_onnx_file_2d": "{model}_2d.onnx",
+                 "create_engine_file": "model.engine", "create_cal_cache": "cal.bin"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_skill_pipeline_with_template_specs(model, samples, tmp_path):
+    """Every step of the skill's pipeline, its spec built by `taoflow.spec.build_spec` from the skill's template,
+    data sources and handoffs (as the planner does), runs on the emulator and hands its product on."""
+    from taoflow.skill import load_skill
+    from taoflow.spec import build_spec
+
+    skill = load_skill(model)
+    data = {p.name: str(p) for p in (samples / model).iterdir()}
+    overrides = {"dataset.label_map": {"catch": 0, "smile": 1}} if model == "action_recognition" else {}
+    upstream: dict[str, str] = {}
+    products: dict[str, str] = {}
+    launcher = LocalLauncher(poll_seconds=0.05)
+    for step in skill.pipeline:
+        action = skill.actions[step]
+        for role in [r for r in action.per_role if r in data] if action.per_role else [None]:
+            out = tmp_path / (f"{step}-{role}" if role else step)
+            handoffs: dict[str, str] = {}
+            for key, fn in action.handoffs.items():
+                if fn == "output_dir":
+                    handoffs[key] = str(out)
+                elif fn == "parent_model":
+                    handoffs[key] = products[action.parent]
+                elif fn in HANDOFF_FILES:
+                    handoffs[key] = str(out / HANDOFF_FILES[fn].format(model=model))
+            extra = {"train.num_epochs": 2} if action.tao_action == "train" else {}
+            spec = build_spec(skill, step, data=data, handoffs=handoffs, overrides={**overrides, **extra},
+                              upstream=upstream, role=role)
+            result = ok(launch(make_run(model, step, spec, out), launcher)[0])
+            upstream[f"{step}:{role}" if role else step] = str(out)
+            upstream.setdefault(step, str(out))
+            kind = {"train": "checkpoint", "export": "onnx", "gen_trt_engine": "engine"}.get(step)
+            if kind:
+                products[step] = result.products[kind]
+    assert "train" in products and "export" in products
