@@ -307,6 +307,32 @@ def action_recognition_label_map(ctx: RuleContext) -> Iterator[Problem]:
     )
 
 
+AR_CLASS_FOLDER_KEYS = ("dataset.train_dataset_dir", "dataset.val_dataset_dir", "evaluate.test_dataset_dir")
+
+
+@rule("action_recognition", actions=["train", "evaluate"])
+def action_recognition_label_map_classes(ctx: RuleContext) -> Iterator[Problem]:
+    """Every label-map class needs its `<class>/` folder in a local dataset directory (checked when present)."""
+    label_map = ctx.get("dataset.label_map", None)
+    if not isinstance(label_map, Mapping) or not label_map or not ctx.read_data:
+        return
+    for key in AR_CLASS_FOLDER_KEYS:
+        folder = ctx.get(key, None)
+        if not isinstance(folder, str) or "://" in folder.removeprefix("file://") or is_unset(folder):
+            continue
+        root = folder.removeprefix("file://")
+        if not os.path.isdir(root):
+            continue  # extracted later by the launcher, or remote
+        classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        missing = [name for name in label_map if name not in classes]
+        if missing:
+            yield Problem(
+                "dataset.label_map", dict(label_map),
+                f"classes {missing} have no folder in {key} ({root}); its class folders are {classes}",
+            )
+            return
+
+
 # ------------------------------------------------------------------ Sparse4D
 SPARSE4D_ANCHOR = "model.head.instance_bank.anchor"
 

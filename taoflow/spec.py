@@ -19,6 +19,7 @@ import yaml
 from taoflow.dotted import get_dotted, parse_assignments, set_dotted
 from taoflow.errors import UserError
 from taoflow.skill import Action, DataSource, Skill
+from taoflow.validate import load_schema
 
 MISSING_VALUE = "???"
 
@@ -75,15 +76,20 @@ def load_overrides_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(spec: dict[str, Any], overrides: Mapping[str, Any], prefix: str = "") -> None:
+def apply_overrides(
+    spec: dict[str, Any], overrides: Mapping[str, Any], prefix: str = "", sections: frozenset[str] | None = None
+) -> None:
     """Apply overrides in place. A dotted key names the field it replaces (`dataset.label_map={...}` replaces
-    the whole map); a nested mapping under a plain key merges key by key, as TAO's OmegaConf merge does."""
+    the whole map); a nested mapping under a plain key merges key by key into a TAO section (`sections`:
+    keys with named sub-keys in the schema; None = every mapping), and replaces a free-form map."""
     for key, value in overrides.items():
         if not isinstance(key, str):
             raise UserError(f"override key {key!r} must be a string")
         dotted = f"{prefix}{key}"
-        if "." not in key and isinstance(value, Mapping) and value and isinstance(get_dotted(spec, dotted), dict):
-            apply_overrides(spec, value, dotted + ".")
+        is_section = sections is None or dotted in sections
+        if "." not in key and isinstance(value, Mapping) and value and is_section \
+                and isinstance(get_dotted(spec, dotted), dict):
+            apply_overrides(spec, value, dotted + ".", sections)
         else:
             set_dotted(spec, dotted, copy.deepcopy(value))
 
@@ -189,11 +195,13 @@ def build_spec(
 
     for key, value in (handoffs or {}).items():
         set_dotted(spec, key, copy.deepcopy(value))
+    compiled = load_schema(skill, action)
+    sections = compiled.sections if compiled else None
     if run_role and act.per_role:
-        apply_overrides(spec, act.per_role.get(run_role) or {})
+        apply_overrides(spec, act.per_role.get(run_role) or {}, sections=sections)
     if overrides_file is not None:
-        apply_overrides(spec, load_overrides_file(overrides_file))
-    apply_overrides(spec, _normalise_overrides(overrides))
+        apply_overrides(spec, load_overrides_file(overrides_file), sections=sections)
+    apply_overrides(spec, _normalise_overrides(overrides), sections=sections)
     return spec
 
 

@@ -75,6 +75,8 @@ class CompiledSchema:
         Draft202012Validator.check_schema(schema)
         self.validator = Draft202012Validator(schema)
         self.all_keys: list[str] = sorted(_property_paths(schema))
+        # Keys with named sub-keys (TAO sections); free-form maps such as label_map are not among them.
+        self.sections: frozenset[str] = frozenset(k.rsplit(".", 1)[0] for k in self.all_keys if "." in k)
         self.mandatory: list[str] = sorted(_mandatory_paths(schema))
 
 
