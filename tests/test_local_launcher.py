@@ -352,3 +352,31 @@ def test_skill_pipeline_with_template_specs(model, samples, tmp_path):
             if kind:
                 products[step] = result.products[kind]
     assert "train" in products and "export" in products
+
+
+def test_inputs_on_s3_are_staged_and_archives_extracted(samples, tmp_path, s3_root):  # noqa: F811
+    """Datasets given as s3:// URIs are downloaded before launch; action recognition's tarballs on S3 are
+    downloaded and extracted because the skill says TAO needs the directory."""
+    from taoflow.store import ArtifactStore
+
+    store = ArtifactStore(s3_root)
+    for model in ("rtdetr", "action_recognition"):
+        store.upload_dir(samples / model, store.join(s3_root, "data", model))
+    remote = store.join(s3_root, "data", "rtdetr")
+    results = tmp_path / "rt"
+    spec = make_spec("rtdetr", "train", Path("/nowhere"), results, {"num_epochs": 1})
+    spec["dataset"]["train_data_sources"] = [{"image_dir": f"{remote}/train/images",
+                                              "json_file": f"{remote}/train/annotations.json"}]
+    spec["dataset"]["val_data_sources"] = {"image_dir": f"{remote}/eval/images",
+                                           "json_file": f"{remote}/eval/annotations.json"}
+    ok(launch(make_run("rtdetr", "train", spec, results))[0])
+    staged = (results / "spec.yaml").read_text()
+    assert "s3://" not in staged and "inputs" in staged
+
+    remote = store.join(s3_root, "data", "action_recognition")
+    results = tmp_path / "ar"
+    spec = make_spec("action_recognition", "train", Path("/nowhere"), results, {"num_epochs": 1})
+    spec["dataset"]["train_dataset_dir"] = f"{remote}/train/train"
+    spec["dataset"]["val_dataset_dir"] = f"{remote}/eval/test"
+    ok(launch(make_run("action_recognition", "train", spec, results))[0])
+    assert "s3://" not in (results / "spec.yaml").read_text()

@@ -417,15 +417,16 @@ class LocalLauncher:
 
     def _upload_checkpoints(self, handle: LocalHandle) -> None:
         store = _store_for(handle.run.results_uri)
-        for pattern in CHECKPOINT_GLOB:
-            for path in handle.results_dir.glob(pattern):
-                if path.name.startswith(".") or path.is_symlink():
+        for pattern in CHECKPOINT_GLOB:  # at any depth: real TAO nests some under `<action>/`
+            for path in handle.results_dir.rglob(pattern):
+                rel = path.relative_to(handle.results_dir).as_posix()
+                if path.name.startswith(".") or path.is_symlink() or rel.startswith("logs/"):
                     continue
                 stat = path.stat()
                 key = (stat.st_size, stat.st_mtime)
-                if handle.uploaded.get(path.name) != key:
-                    store.upload_file(path, store.join(handle.run.results_uri, path.name))
-                    handle.uploaded[path.name] = key
+                if handle.uploaded.get(rel) != key:
+                    store.upload_file(path, store.join(handle.run.results_uri, rel))
+                    handle.uploaded[rel] = key
 
     # ------------------------------------------------------------------ result
     def _finish(self, handle: LocalHandle, exit_code: int | None) -> ActionResult:
@@ -500,9 +501,9 @@ class LocalLauncher:
                 if hits:
                     found[kind] = uri(hits[0])
                     break
-        checkpoints = sorted(root.glob("model_epoch_*_step_*.pth"))
+        checkpoints = sorted(root.rglob("model_epoch_*_step_*.pth"), key=lambda p: (p.name, str(p)))
         if checkpoints:
-            found["checkpoint"] = uri(checkpoints[-1])
+            found["checkpoint"] = uri(checkpoints[-1])  # the newest: names sort by zero-padded epoch
         for kind, path in (("log", handle.log_path), ("status", root / STATUS_FILE), ("spec", root / SPEC_FILE)):
             if path.exists():
                 found[kind] = uri(path)
