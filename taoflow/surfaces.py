@@ -31,7 +31,9 @@ class Term:
     """One parameter's effect: squared distance from the optimum in its scale, divided by a width.
 
     scale: "log" (log10 of the value), "linear", "one_minus_log" (log10 of 1 - x, for EMA decays near 1).
-    `below`/`above` are the widths on either side of the optimum (asymmetric fall-off).
+    `below`/`above` are the widths on either side of the optimum (asymmetric fall-off). `importance` is the
+    share of quality the parameter can cost at worst: the learning rate can ruin a run, an augmentation
+    probability only trims it, so random configurations are mediocre rather than uniformly hopeless.
     """
 
     key: str
@@ -40,6 +42,7 @@ class Term:
     scale: str
     below: float
     above: float
+    importance: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -53,44 +56,45 @@ class Surface:
     lr_key: str = "train.optim.lr"
 
 
-def _log_terms(key: str, default: float, optimum: float, below: float = 0.7, above: float = 0.4) -> Term:
-    return Term(key, default, optimum, "log", below, above)
+def _rate(key: str, default: float, optimum: float, below: float = 0.7, above: float = 0.4,
+          importance: float = 0.97) -> Term:
+    return Term(key, default, optimum, "log", below, above, importance)
 
 
 _SURFACES: dict[str, Surface] = {
     "rtdetr": Surface(
         terms=(
-            _log_terms("train.optim.lr", 1e-4, 2.5e-4),
-            _log_terms("train.optim.lr_backbone", 1e-5, 2.5e-5, 0.9, 0.6),
-            _log_terms("train.optim.weight_decay", 1e-4, 3e-4, 2.0, 1.2),
-            Term("train.optim.momentum", 0.9, 0.9, "linear", 0.6, 0.2),
-            Term("train.optim.lr_decay", 0.1, 0.2, "log", 1.2, 1.0),
-            Term("train.optim.lr_step_size", 1000, 3000, "log", 1.5, 1.5),
-            Term("train.ema.decay", 0.999, 0.9995, "one_minus_log", 0.8, 1.0),
-            Term("dataset.batch_size", 4, 16, "log", 1.0, 1.0),
-            Term("dataset.augmentation.distortion_prob", 0.8, 0.5, "linear", 0.8, 0.8),
-            Term("dataset.augmentation.iou_crop_prob", 0.8, 0.6, "linear", 0.8, 0.8),
-            Term("model.dec_layers", 6, 6, "linear", 3.0, 5.0),
-            Term("model.enc_layers", 1, 1, "linear", 3.0, 4.0),
-            Term("model.num_queries", 300, 300, "log", 0.6, 0.8),
-            Term("model.num_select", 300, 200, "log", 0.5, 0.6),
-            Term("train.optim.warmup_steps", 0, 0, "linear", 1e4, 3000),
+            _rate("train.optim.lr", 1e-4, 2.5e-4),
+            _rate("train.optim.lr_backbone", 1e-5, 2.5e-5, 0.9, 0.6, importance=0.6),
+            _rate("train.optim.weight_decay", 1e-4, 3e-4, 1.5, 1.0, importance=0.3),
+            Term("train.optim.momentum", 0.9, 0.9, "linear", 0.6, 0.2, 0.1),
+            Term("train.optim.lr_decay", 0.1, 0.2, "log", 1.0, 0.8, 0.2),
+            Term("train.optim.lr_step_size", 1000, 3000, "log", 1.0, 1.0, 0.25),
+            Term("train.ema.decay", 0.999, 0.9995, "one_minus_log", 1.0, 1.0, 0.2),
+            Term("dataset.batch_size", 4, 16, "log", 0.6, 0.6, 0.25),
+            Term("dataset.augmentation.distortion_prob", 0.8, 0.5, "linear", 0.4, 0.4, 0.12),
+            Term("dataset.augmentation.iou_crop_prob", 0.8, 0.6, "linear", 0.4, 0.4, 0.12),
+            Term("model.dec_layers", 6, 6, "linear", 2.5, 4.0, 0.3),
+            Term("model.enc_layers", 1, 1, "linear", 2.0, 3.0, 0.12),
+            Term("model.num_queries", 300, 300, "log", 0.5, 0.6, 0.15),
+            Term("model.num_select", 300, 200, "log", 0.4, 0.5, 0.15),
+            Term("train.optim.warmup_steps", 0, 0, "linear", 1e4, 3000, 0.1),
         ),
         peak=0.52, floor=0.02, loss_min=5.2, loss_max=30.0, tau=4.0,
     ),
     "centerpose": Surface(
         terms=(
-            _log_terms("train.optim.lr", 6e-5, 1.5e-4),
-            Term("train.optim.lr_decay", 0.1, 0.3, "log", 1.0, 0.8),
-            Term("dataset.batch_size", 4, 8, "log", 1.2, 1.0),
+            _rate("train.optim.lr", 6e-5, 1.5e-4),
+            Term("train.optim.lr_decay", 0.1, 0.3, "log", 0.7, 0.5, 0.35),
+            Term("dataset.batch_size", 4, 8, "log", 1.0, 0.8),
         ),
         peak=0.64, floor=0.05, loss_min=1.1, loss_max=9.0, tau=5.0,
     ),
     "action_recognition": Surface(
         terms=(
-            _log_terms("train.optim.lr", 5e-4, 1.2e-3),
-            Term("model.dropout_ratio", 0.5, 0.3, "linear", 0.45, 0.35),
-            _log_terms("train.optim.weight_decay", 5e-4, 2e-4, 2.0, 1.2),
+            _rate("train.optim.lr", 5e-4, 1.2e-3),
+            Term("model.dropout_ratio", 0.5, 0.3, "linear", 0.3, 0.25, 0.45),
+            _rate("train.optim.weight_decay", 5e-4, 2e-4, 1.5, 1.0, importance=0.3),
             Term("train.optim.momentum", 0.9, 0.9, "linear", 0.4, 0.1),
             Term("train.optim.lr_decay", 0.1, 0.1, "log", 1.2, 1.0),
             Term("dataset.batch_size", 2, 4, "log", 1.2, 1.0),
@@ -99,8 +103,8 @@ _SURFACES: dict[str, Surface] = {
     ),
     "sparse4d": Surface(
         terms=(
-            _log_terms("train.optim.lr", 5e-5, 1.2e-4),
-            _log_terms("train.optim.weight_decay", 1e-3, 1e-3, 2.0, 1.2),
+            _rate("train.optim.lr", 5e-5, 1.2e-4),
+            _rate("train.optim.weight_decay", 1e-3, 1e-3, 1.5, 1.0, importance=0.3),
             Term("train.optim.momentum", 0.9, 0.9, "linear", 0.4, 0.1),
             Term("dataset.batch_size", 2, 2, "log", 1.2, 1.0),
         ),
@@ -108,8 +112,8 @@ _SURFACES: dict[str, Surface] = {
     ),
     "nvpanoptix3d": Surface(
         terms=(
-            _log_terms("train.optim.lr", 2e-4, 4.5e-4),
-            _log_terms("train.optim.weight_decay", 5e-2, 3e-2, 2.0, 1.2),
+            _rate("train.optim.lr", 2e-4, 4.5e-4),
+            _rate("train.optim.weight_decay", 5e-2, 3e-2, 1.5, 1.0, importance=0.3),
             Term("train.optim.backbone_multiplier", 0.1, 0.1, "log", 1.0, 0.8),
             Term("train.optim.momentum", 0.9, 0.9, "linear", 0.4, 0.1),
         ),
@@ -179,7 +183,7 @@ def _optimum(model: str, term: Term, values: Mapping[str, float]) -> float:
 
 def _quality(model: str, surface: Surface, values: Mapping[str, float]) -> tuple[float, float]:
     """(quality in [0, 1], lr ratio to its optimum) of a parameter setting."""
-    penalty = 0.0
+    quality = 1.0
     lr_ratio = 1.0
     for term in surface.terms:
         x = values[term.key]
@@ -188,10 +192,9 @@ def _quality(model: str, surface: Surface, values: Mapping[str, float]) -> tuple
         if term.scale == "one_minus_log":
             delta = -delta  # larger decay -> smaller (1 - x)
         width = term.above if delta > 0 else term.below
-        penalty += (delta / width) ** 2
+        quality *= 1.0 - term.importance * (1.0 - math.exp(-0.5 * (delta / width) ** 2))
         if term.key == surface.lr_key:
             lr_ratio = max(x, 1e-12) / opt
-    quality = math.exp(-0.5 * penalty)
     if lr_ratio > 20.0:  # diverged: a rate this high blows the loss up
         quality *= math.exp(-(math.log10(lr_ratio / 20.0) * 4.0))
     return quality, lr_ratio
