@@ -44,7 +44,7 @@ class PrefectServer:
         log = open(self.home / "server.log", "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-services"],
+             "--port", str(self.port), "--no-scheduler", "--no-late-runs"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
