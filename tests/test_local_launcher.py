@@ -45,7 +45,7 @@ def make_run(model: str, action: str, spec: dict, results: Path, run_key: str = 
 
 
 def launch(run: ActionRun, launcher: LocalLauncher | None = None) -> tuple[ActionResult, list]:
-    launcher = launcher or LocalLauncher()
+    launcher = launcher or LocalLauncher(poll_seconds=0.05)
     handle = launcher.submit(run)
     events = list(launcher.events(handle))
     return launcher.result(handle), events
@@ -62,78 +62,6 @@ def epoch_kpis(folder: Path) -> dict[int, dict]:
 def ok(result: ActionResult) -> ActionResult:
     assert result.status == "SUCCESS", (result.message, result.failure_class)
     return result
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_pipeline_on_the_emulator(model, samples, tmp_path):
-    """sample data → (convert) → train with a resume → evaluate → export → quantize / engine → TRT evaluate."""
-    data, runs = samples / model, tmp_path / "runs"
-    up: dict = {"num_epochs": 4, "interval": 1}
-    if model == "sparse4d":
-        for role, split in (("train", "train"), ("eval", "val")):
-            out = runs / f"convert-{role}"
-            spec = make_spec(model, "dataset_convert", data, out, {"root": data / role, "split": split})
-            ok(launch(make_run(model, "dataset_convert", spec, out))[0])
-            assert (out / "annotations.pkl").is_file()
-            import numpy as np
-
-            assert np.load(out / "anchor_init.npy").shape == (900, 11)
-            up[f"convert_{role}"] = out
-
-    # train 2 epochs of 4, then resume to the end: checkpoints at every epoch, one status.json
-    train_dir = runs / "train"
-    first = make_spec(model, "train", data, train_dir, {**up, "num_epochs": 4})
-    first["train"]["num_epochs"] = 4
-    os.environ["TAOFLOW_EMULATOR_FAULT"] = "preempt@epoch:2"
-    stopped, _ = launch(make_run(model, "train", first, train_dir))
-    del os.environ["TAOFLOW_EMULATOR_FAULT"]
-    assert stopped.status == "FAILURE" and stopped.failure_class == "infra" and stopped.exit_code == 143
-    assert [c.split("_step")[0] for c in checkpoints(train_dir)] == ["model_epoch_000", "model_epoch_001"]
-    newest = train_dir / checkpoints(train_dir)[-1]
-    resumed_spec = json.loads(json.dumps(first))
-    resumed_spec["train"]["resume_training_checkpoint_path"] = str(newest)
-    train, events = launch(make_run(model, "train", resumed_spec, train_dir))
-    ok(train)
-    assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [2, 3]
-    assert len(checkpoints(train_dir)) == 4 and train.epochs_run == 2
-    latest = next(train_dir.glob("*_model_latest.pth"))
-    assert latest.is_symlink() and os.readlink(latest) == checkpoints(train_dir)[-1]
-    lines = read_status(train_dir / "status.json")
-    assert [r["status"] for r in lines][-2:] == ["RUNNING", "SUCCESS"]
-    assert lines[-1]["message"] == f"train action completed successfully for {model}"
-    assert train.manifest and any(e["kind"] == "checkpoint" for e in train.manifest["entries"])
-    best_ckpt = train_dir / checkpoints(train_dir)[-1]
-    up["checkpoint"] = str(best_ckpt)
-
-    ev_dir = runs / "evaluate"
-    evaluate = ok(launch(make_run(model, "evaluate", make_spec(model, "evaluate", data, ev_dir, up), ev_dir))[0])
-    report = json.loads((ev_dir / "evaluation_results.json").read_text())
-    assert report["emulated"] is True and report["epoch"] == 3
-    assert report["metrics"] == epoch_kpis(train_dir)[3] == evaluate.kpis_final
-
-    ex_dir = runs / "export"
-    export = ok(launch(make_run(model, "export", make_spec(model, "export", data, ex_dir, up), ex_dir))[0])
-    onnx = Path(export.products["onnx"])
-    assert onnx.is_file() and b"EMULATED" in onnx.read_bytes()[:80]
-    up["onnx"] = str(onnx)
-
-    if model in ("rtdetr", "sparse4d"):
-        q_dir = runs / "quantize"
-        ok(launch(make_run(model, "quantize", make_spec(model, "quantize", data, q_dir, up), q_dir))[0])
-        assert (q_dir / "quantized_model.pth").is_file()
-    if model in ("rtdetr", "centerpose"):
-        g_dir = runs / "gen_trt_engine"
-        engine = ok(launch(make_run(model, "gen_trt_engine",
-                                    make_spec(model, "gen_trt_engine", data, g_dir, up), g_dir))[0])
-        assert set(engine.products) >= {"engine", "cal_cache", "log", "status"}
-        up["engine"] = engine.products["engine"]
-        t_dir = runs / "trt_evaluate"
-        trt = ok(launch(make_run(model, "trt_evaluate", make_spec(model, "trt_evaluate", data, t_dir, up), t_dir))[0])
-        assert trt.kpis_final == evaluate.kpis_final
-    if model != "sparse4d":
-        i_dir = runs / "inference"
-        ok(launch(make_run(model, "inference", make_spec(model, "inference", data, i_dir, up), i_dir))[0])
-        assert (i_dir / "inference" / "inference_results.json").is_file()
 
 
 def test_sigkill_at_epoch_5_then_resume_matches_an_uninterrupted_run(samples, tmp_path, monkeypatch):
@@ -318,9 +246,10 @@ HANDOFF_FILES = {"create_onnx_file": "{model}.onnx", "create_onnx_file_2d": "{mo
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_skill_pipeline_with_template_specs(model, samples, tmp_path):
-    """Every step of the skill's pipeline, its spec built by `taoflow.spec.build_spec` from the skill's template,
-    data sources and handoffs (as the planner does), runs on the emulator and hands its product on."""
+def test_skill_pipeline_on_the_emulator(model, samples, tmp_path, monkeypatch):
+    """sample data → every step of the skill's pipeline (convert → train, preempted and resumed → evaluate →
+    export → quantize → engine → TensorRT evaluate, as the skill has them), each spec built by
+    `taoflow.spec.build_spec` from the skill's template, data sources and handoffs as the planner does."""
     from taoflow.skill import load_skill
     from taoflow.spec import build_spec
 
@@ -329,6 +258,7 @@ def test_skill_pipeline_with_template_specs(model, samples, tmp_path):
     overrides = {"dataset.label_map": {"catch": 0, "smile": 1}} if model == "action_recognition" else {}
     upstream: dict[str, str] = {}
     products: dict[str, str] = {}
+    results: dict[str, ActionResult] = {}
     launcher = LocalLauncher(poll_seconds=0.05)
     for step in skill.pipeline:
         action = skill.actions[step]
@@ -342,16 +272,50 @@ def test_skill_pipeline_with_template_specs(model, samples, tmp_path):
                     handoffs[key] = products[action.parent]
                 elif fn in HANDOFF_FILES:
                     handoffs[key] = str(out / HANDOFF_FILES[fn].format(model=model))
-            extra = {"train.num_epochs": 2} if action.tao_action == "train" else {}
+            extra = {"train": {"train.num_epochs": 3, "train.checkpoint_interval": 1},
+                     "gen_trt_engine": {"gen_trt_engine.tensorrt.data_type": "INT8"}}.get(step, {})
             spec = build_spec(skill, step, data=data, handoffs=handoffs, overrides={**overrides, **extra},
                               upstream=upstream, role=role)
-            result = ok(launch(make_run(model, step, spec, out), launcher)[0])
+            if step == "train":
+                monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "preempt@epoch:2")
+                stopped = launch(make_run(model, step, spec, out), launcher)[0]
+                monkeypatch.delenv("TAOFLOW_EMULATOR_FAULT")
+                assert (stopped.status, stopped.failure_class, stopped.exit_code) == ("FAILURE", "infra", 143)
+                assert [c.split("_step")[0] for c in checkpoints(out)] == ["model_epoch_000", "model_epoch_001"]
+                spec["train"]["resume_training_checkpoint_path"] = str(out / checkpoints(out)[-1])
+            result, events = launch(make_run(model, step, spec, out), launcher)
+            results[step] = ok(result)
             upstream[f"{step}:{role}" if role else step] = str(out)
             upstream.setdefault(step, str(out))
             kind = {"train": "checkpoint", "export": "onnx", "gen_trt_engine": "engine"}.get(step)
             if kind:
                 products[step] = result.products[kind]
-    assert "train" in products and "export" in products
+            if step == "train":
+                assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [2]
+                assert len(checkpoints(out)) == 3 and result.epochs_run == 1
+                latest = next(out.glob("*_model_latest.pth"))
+                assert latest.is_symlink() and os.readlink(latest) == checkpoints(out)[-1]
+                lines = read_status(out / "status.json")
+                assert [r["status"] for r in lines][-2:] == ["RUNNING", "SUCCESS"]
+                assert lines[-1]["message"] == f"train action completed successfully for {model}"
+                assert any(e["kind"] == "checkpoint" for e in result.manifest["entries"])
+            if step == "evaluate":
+                report = json.loads((out / "evaluation_results.json").read_text())
+                assert report["emulated"] is True and report["epoch"] == 2
+                assert report["metrics"] == epoch_kpis(tmp_path / "train")[2] == result.kpis_final
+            if step == "export":
+                assert b"EMULATED" in Path(products["export"]).read_bytes()[:80]
+            if step == "quantize":
+                assert (out / "quantized_model.pth").is_file()
+            if step == "gen_trt_engine":
+                assert set(result.products) >= {"engine", "cal_cache", "log", "status"}
+            if step == "trt_evaluate":
+                assert result.kpis_final == results["evaluate"].kpis_final
+    if model == "sparse4d":
+        import numpy as np
+
+        assert np.load(tmp_path / "dataset_convert-train" / "anchor_init.npy").shape == (900, 11)
+    assert {"train", "export"} <= set(products)
 
 
 def test_inputs_on_s3_are_staged_and_archives_extracted(samples, tmp_path, s3_root):  # noqa: F811
