@@ -109,10 +109,16 @@ def test_rtdetr_train_wraps_train_sources_in_a_list_and_keeps_template_order():
 
 def test_missing_roles_are_one_error_listing_every_key():
     with pytest.raises(UserError) as info:
-        build_spec(load_skill("rtdetr"), "train", data={})
+        build_spec(load_skill("rtdetr"), "quantize", data={})
     text = str(info.value)
-    assert "dataset.train_data_sources" in text and "dataset.val_data_sources" in text
-    assert "--data train=URI" in text
+    for key in ("dataset.train_data_sources", "dataset.val_data_sources", "dataset.quant_calibration_data_sources"):
+        assert key in text
+    assert "--data train=URI" in text and "--data eval=URI" in text
+
+
+def test_optional_sources_are_left_to_the_template():
+    spec = build_spec(load_skill("rtdetr"), "train", data={"train": "/d/train"})
+    assert spec["dataset"]["val_data_sources"] is None  # validation mAP only when an eval dataset is given
 
 
 def test_unknown_role_and_unknown_action_are_user_errors():

@@ -76,7 +76,7 @@ def test_render_to_file_with_overrides_file_upstream_and_role(capsys, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["spec", "render", "rtdetr", "train", "--data", "train=/t"], "dataset.val_data_sources needs dataset role eval"),
+        (["spec", "render", "rtdetr", "evaluate", "--data", "train=/t"], "dataset.test_data_sources needs dataset role eval"),
         (["spec", "render", "rtdetr", "train", "--data", "train"], "invalid --data 'train'"),
         (["spec", "render", "rtdetr", "train", "--data", "train=/t", "--data", "eval=/e", "--set", "train.num_epochs"],
          "invalid override"),
