@@ -99,9 +99,9 @@ def load_schema(model: str, action: str) -> dict[str, Any] | None:
 
 
 def _class_name(schema: dict[str, Any], key: str) -> str:
-    title = schema.get("title") or schema.get("x-tao-class")
-    if isinstance(title, str) and title and " " not in title:
-        return title
+    for name in (schema.get("x-tao-class"), schema.get("title")):  # TAO's dataclass name when recorded
+        if isinstance(name, str) and name and " " not in name:
+            return name
     return "".join(p.capitalize() for p in key.split("_")) + "Config" if key else "ExperimentConfig"
 
 
