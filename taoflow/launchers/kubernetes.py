@@ -172,6 +172,43 @@ def _container_started(pod: dict[str, Any]) -> bool:
     return False
 
 
+def store_status_events(store: Any, results_uri: str, tao_action: str, offsets: dict[str, int],
+                        records: list[dict[str, Any]]) -> Iterator[Event]:
+    """Events for the status.json lines that appeared in the store since the last call (TAO writes
+    `<results>/status.json` or `<results>/<action>/status.json`). `offsets` and `records` are the caller's
+    memory between calls; only complete lines are read, so a line being written is read next time."""
+    for uri in (store.join(results_uri, "status.json"), store.join(results_uri, tao_action, "status.json")):
+        try:
+            data = store.read_text(uri)
+        except (FileNotFoundError, OSError):
+            continue
+        complete = data[: data.rfind("\n") + 1]
+        offset = offsets.get(uri, 0)
+        if len(complete) < offset:
+            offset = 0  # rewritten from the start (a new attempt)
+        offsets[uri] = len(complete)
+        for line in complete[offset:].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+                yield from events_for(record)
+
+
+def remove_stale_result(store: Any, results_uri: str) -> None:
+    """Before a new attempt starts: a failed attempt's result.json must not be read as this one's result."""
+    from taoflow.store import RESULT_FILE
+
+    uri = store.join(results_uri, RESULT_FILE)
+    try:
+        if store.exists(uri):
+            store.fs.rm(uri.removeprefix("file://") if store.is_local else uri)
+    except FileNotFoundError:
+        pass
+
+
 def _last_line(lines: list[str]) -> str:
     return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
@@ -320,16 +357,7 @@ class KubernetesLauncher:
             time.sleep(self.poll_seconds)
 
     def _remove_stale_result(self, run: ActionRun) -> None:
-        """A failed attempt's result.json must not be read as this attempt's result."""
-        from taoflow.store import RESULT_FILE
-
-        store = self._store(run)
-        uri = store.join(run.results_uri, RESULT_FILE)
-        try:
-            if store.exists(uri):
-                store.fs.rm(uri if not store.is_local else uri.removeprefix("file://"))
-        except FileNotFoundError:
-            pass
+        remove_stale_result(self._store(run), run.results_uri)
 
     def _store(self, run: ActionRun):
         from taoflow.store import ArtifactStore
@@ -456,28 +484,9 @@ class KubernetesLauncher:
             yield LogLine(line)
 
     def _status_events(self, handle: KubernetesHandle, skill: Skill) -> Iterator[Event]:
-        """New status.json lines (TAO writes `<results>/status.json` or `<results>/<action>/status.json`)."""
-        store = self._store(handle.run)
-        tao_action = skill.action(handle.run.action).tao_action
-        for uri in (store.join(handle.run.results_uri, "status.json"),
-                    store.join(handle.run.results_uri, tao_action, "status.json")):
-            try:
-                data = store.read_text(uri)
-            except (FileNotFoundError, OSError):
-                continue
-            offset = handle.status_offsets.get(uri, 0)
-            complete = data[: data.rfind("\n") + 1] if "\n" in data else ""
-            if len(complete) < offset:
-                offset = 0  # rewritten from the start (a new attempt)
-            handle.status_offsets[uri] = len(complete)
-            for line in complete[offset:].splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    handle.records.append(record)
-                    yield from events_for(record)
+        yield from store_status_events(self._store(handle.run), handle.run.results_uri,
+                                       skill.action(handle.run.action).tao_action, handle.status_offsets,
+                                       handle.records)
 
     # ------------------------------------------------------------------ result
     def _finish(self, handle: KubernetesHandle, skill: Skill) -> ActionResult:
@@ -554,4 +563,5 @@ class KubernetesLauncher:
         return handle.result_value
 
 
-__all__ = ["KubernetesHandle", "KubernetesLauncher", "PodFailure", "classify_pod", "job_name", "job_state"]
+__all__ = ["KubernetesHandle", "KubernetesLauncher", "PodFailure", "classify_pod", "job_name", "job_state",
+           "remove_stale_result", "store_status_events"]
