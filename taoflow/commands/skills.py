@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from taoflow.cli import app
@@ -71,7 +72,7 @@ def show_skill(model: Annotated[str, typer.Argument(help="Model name, e.g. rtdet
     """Everything the skill declares for one model."""
     skill = load_skill(model)
     out = _console()
-    out.print(f"[bold]{skill.display_name}[/bold] ({skill.name}) — {skill.description}")
+    out.print(f"[bold]{escape(skill.display_name)}[/bold] ({skill.name}) — {escape(skill.description)}")
     out.print(
         f"TAO network: {skill.network}   dataset type: {skill.dataset_type}   formats: "
         f"{', '.join(skill.dataset_formats)}"
@@ -97,16 +98,16 @@ def show_skill(model: Annotated[str, typer.Argument(help="Model name, e.g. rtdet
         tao = action.tao_action if not action.network else f"{action.network} {action.tao_action}"
         if action.per_role:
             tao += " (per role: " + ", ".join(action.per_role) + ")"
-        actions.add_row(
+        actions.add_row(*(escape(cell) for cell in (
             name, tao, action.image.value, " ".join(action.argv), action.parent or "",
             "\n".join(_source_text(ds) for ds in action.data_sources),
             "\n".join(f"{k} ← {fn}" for k, fn in action.handoffs.items()),
-        )
+        )))
     out.print(actions)
 
     errors = Table(title="error patterns (first match wins; infra failures are retried)")
     for column in ("name", "class", "remedy"):
         errors.add_column(column, overflow="fold")
     for pattern in skill.error_patterns:
-        errors.add_row(pattern.name, pattern.failure_class, pattern.remedy)
+        errors.add_row(escape(pattern.name), pattern.failure_class, escape(pattern.remedy))
     out.print(errors)
