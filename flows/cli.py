@@ -112,5 +112,8 @@ def main() -> None:
     import taoflow.cli
 
     taoflow.cli._register()
+    # Keep the terminal for tao-flows' own display: Prefect logs warnings only, and the embedded server
+    # sends no telemetry (its heartbeat races the SQLite database on a first start).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     sys.exit(run_cli())

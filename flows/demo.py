@@ -53,7 +53,8 @@ def run_demo(model: str, directory: Path, console: Console) -> dict[str, Any]:
     console.print(f"sample data: {data_dir}")
     params = demo_parameters(model, data_dir, str(directory / "store"))
     summary = run_with_live_display(model, params, console)
-    console.print(f"\nResults and model card under [bold]{directory / 'store'}[/bold]")
+    console.print(f"\nResults under [bold]{directory / 'store'}[/bold]; model card: "
+                  f"[bold]{directory / 'store' / 'runs' / model / 'MODEL_CARD.md'}[/bold]")
     console.print(
         "Prefect UI: the runs are in Prefect's local database; start the UI with "
         "[bold]prefect server start[/bold] and open http://127.0.0.1:4200 (flow runs, artifacts: "

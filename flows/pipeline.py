@@ -54,7 +54,7 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
         logger.info("%s done: %s", step.name, results[step.name].results_uri)
 
     publish_kpi_table(model, results)
-    publish_model_card(model, results, plan.skipped, store.root)
+    publish_model_card(model, results, plan.skipped, store)
     return {
         "model": model,
         "store": store.root,

@@ -7,6 +7,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from taoflow.runs import ActionResult
+from taoflow.store import ArtifactStore
 
 
 def _key(model: str, what: str) -> str:
@@ -70,7 +71,9 @@ def _checkpoints(res: ActionResult) -> list[str]:
 
 
 def publish_model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple[str, str]],
-                       store: str) -> str:
-    markdown = model_card(model, results, skipped, store)
+                       store: ArtifactStore) -> str:
+    """The model card as a Prefect artifact and as `runs/<model>/MODEL_CARD.md` in the store."""
+    markdown = model_card(model, results, skipped, store.root)
     create_markdown_artifact(markdown=markdown, key=_key(model, "model-card"), description=f"{model} model card")
+    store.write_text_atomic(store.join(store.root, "runs", model, "MODEL_CARD.md"), markdown)
     return markdown
