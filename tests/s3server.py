@@ -88,6 +88,8 @@ class MotoS3:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(10)
+        if self.log_path and os.path.exists(self.log_path):
+            os.unlink(self.log_path)
 
     def env(self) -> dict[str, str]:
         return {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint}
