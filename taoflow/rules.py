@@ -19,9 +19,9 @@ from functools import lru_cache
 from typing import Any
 
 from taoflow.skill import Skill
-from taoflow.validate import MISSING_VALUE, Problem
+from taoflow.validate import ABSENT, MISSING_VALUE, Problem
 
-_ABSENT = object()
+_ABSENT = ABSENT
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
 PARENT_HANDOFFS = {"parent_model", "parent_model_folder", "parent_model_or_ptm"}
 
@@ -302,7 +302,7 @@ def action_recognition_label_map(ctx: RuleContext) -> Iterator[Problem]:
     if value is not None and value is not _ABSENT and not isinstance(value, Mapping):
         return  # a wrong type is the schema's finding
     yield Problem(
-        "dataset.label_map", None if value is _ABSENT else value,
+        "dataset.label_map", value,
         f"required for {ctx.action}: the class-name → index mapping used in training, e.g. {{catch: 0, smile: 1}}",
     )
 
@@ -345,7 +345,7 @@ def sparse4d_anchor(ctx: RuleContext) -> Iterator[Problem]:
     if not is_unset(value) or not ctx.needs_inputs(SPARSE4D_ANCHOR):
         return
     yield Problem(
-        SPARSE4D_ANCHOR, None if value is _ABSENT else value,
+        SPARSE4D_ANCHOR, value,
         f"required for {ctx.action}: the anchor_init.npy written by dataset_convert of the train dataset",
     )
 

@@ -24,7 +24,9 @@ from taoflow.errors import UserError
 from taoflow.skill import Skill
 
 MISSING_VALUE = "???"
-_ABSENT = object()
+# The value of a Problem about a key that is not in the spec at all (printed without "(got ...)").
+ABSENT = object()
+_ABSENT = ABSENT
 _JSON_TYPES = {
     "integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean (true/false)",
     "array": "a list", "object": "a mapping", "null": "null",
