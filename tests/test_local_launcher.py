@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,6 +196,15 @@ def test_remote_results_upload_to_s3(samples, tmp_path, s3_root):  # noqa: F811
             "status.json", "spec.yaml", "logs/train.log"} <= names
     assert result.products["checkpoint"].startswith("s3://")
     assert [e for e in result.manifest["entries"] if e["kind"] == "checkpoint"]
+
+    # a retry on a fresh machine (no local work folder) resumes from S3 and keeps the status history
+    shutil.rmtree(tmp_path / "home")
+    spec["train"]["num_epochs"] = 3
+    spec["train"]["resume_training_checkpoint_path"] = store.join(results_uri, "model_epoch_001_step_00004.pth")
+    ok(launch(ActionRun(**{**run.to_dict(), "spec": spec}))[0])
+    history = [json.loads(x) for x in store.read_text(store.join(results_uri, "status.json")).splitlines()]
+    assert [r["epoch"] for r in history if "epoch" in r] == [0, 1, 2]
+    assert "model_epoch_002_step_00006.pth" in {e.path for e in store.list_files(results_uri)}
 
 
 def test_pod_entry_point_writes_result_json(samples, tmp_path):

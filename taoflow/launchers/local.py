@@ -187,12 +187,12 @@ class LocalLauncher:
         attached = self._attach(run, results_dir, workdir)
         if attached is not None:
             return attached
+        if remote:
+            self._pull_history(run, results_dir)
 
         spec = copy.deepcopy(run.spec)
         if remote:
-            prefix = run.results_uri.rstrip("/")
-            spec = _map_strings(spec, lambda s: str(results_dir) + s[len(prefix):]
-                                if s == prefix or s.startswith(prefix + "/") else s)
+            spec = self._localise_results(run, spec, results_dir)
         spec = self._stage(run, spec, action, workdir)
         for key in run.secret_overrides:
             _delete(spec, key)
@@ -247,6 +247,33 @@ class LocalLauncher:
         handle.threads = [monitor]
         monitor.start()
         return handle
+
+    def _localise_results(self, run: ActionRun, spec: dict[str, Any], results_dir: Path) -> dict[str, Any]:
+        """Paths inside the remote results folder become paths in the local one; the files among them that
+        already exist remotely (the run's own checkpoint to resume from) are downloaded to that place."""
+        prefix = run.results_uri.rstrip("/")
+        store = _store_for(run.results_uri)
+
+        def localise(value: str) -> str:
+            if value != prefix and not value.startswith(prefix + "/"):
+                return value
+            local = Path(str(results_dir) + value[len(prefix):])
+            if value != prefix and not local.exists() and store.exists(value):
+                store.download(value, local)
+            return str(local)
+
+        return _map_strings(spec, localise)
+
+    def _pull_history(self, run: ActionRun, results_dir: Path) -> None:
+        """A retry on a fresh machine continues the results already in the store: TAO appends to status.json
+        (the KPI history of earlier attempts) and the emulator's fired-faults record must survive too."""
+        store = _store_for(run.results_uri)
+        for name in (STATUS_FILE, ".emulator_faults_fired"):
+            if not (results_dir / name).exists():
+                try:
+                    store.download(store.join(run.results_uri, name), results_dir / name)
+                except FileNotFoundError:
+                    pass
 
     def _write_pid(self, handle: LocalHandle) -> None:
         info = {"pid": handle.pid, "run_key": handle.run.run_key, "started": handle.started,
