@@ -42,6 +42,9 @@ GENERIC_PATTERNS: tuple[tuple[str, str, str, str], ...] = (
      "A spec value has the wrong type (see `full_key` in the log); fix the value."),
     ("missing_value", r"MissingMandatoryValue", "spec",
      "A mandatory spec value is missing (see `full_key` in the log)."),
+    ("empty_dataloader", r"[Dd]ataloader length is zero|num_samples should be a positive integer value", "spec",
+     ("The dataset yielded no samples: inference image folders are scanned only at the top level for "
+     ".jpg/.png files; point the spec at a flat folder of images.")),
     ("missing_path", r"(FileNotFoundError|NotADirectoryError|IsADirectoryError)", "spec",
      "A dataset or checkpoint path in the spec does not exist or has the wrong kind; check the path named in the log."),
 )

@@ -175,6 +175,15 @@ def test_nvpanoptix3d_inference_on_a_nested_folder_has_zero_length(samples, trai
     assert_pattern("nvpanoptix3d", rc, out, "inference_dataloader_empty", "spec")
 
 
+def test_rtdetr_inference_on_a_nested_folder_is_a_spec_failure(samples, trained, tmp_path):
+    spec = make_spec("rtdetr", "inference", samples / "rtdetr", tmp_path / "i", {"checkpoint": trained("rtdetr")})
+    spec["dataset"]["infer_data_sources"]["image_dir"] = [str(samples / "rtdetr" / "inference")]
+    rc, out = emulate("rtdetr", "inference", spec, tmp_path)
+    assert "Inference dataloader length is zero" in out
+    info = classify_failure(out, rc, load_skill("rtdetr"))
+    assert (info.pattern, info.failure_class) == ("empty_dataloader", "spec")
+
+
 def test_nvpanoptix3d_missing_frustum_mask_and_train_id(samples, tmp_path):
     spec = make_spec("nvpanoptix3d", "train", samples / "nvpanoptix3d", tmp_path / "r", {})
     spec["dataset"]["frustum_mask_path"] = str(tmp_path / "meta" / "frustum_mask.npz")

@@ -139,6 +139,9 @@ def train(ctx: ActionContext) -> None:
     max_epoch = num_epochs - 1
 
     model.check_train()
+    if ctx.action == "distill":
+        teacher, _ = _source(spec, ("distill.pretrained_teacher_model_path",), ("checkpoint",))
+        log(f"Distilling from teacher {teacher}")
     samples = model.train_data()
     steps = model.steps_per_epoch(samples)
     params = hyperparameters(spec.data)
