@@ -21,6 +21,12 @@ app = typer.Typer(
 stderr = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """Build, validate, run and hand off NVIDIA TAO actions."""
+    # A callback keeps `taoflow` a command group even when only one command is registered.
+
+
 def _register() -> None:
     # Each module adds its commands to `app` (one module per command group); add yours here.
     import taoflow.commands  # noqa: F401

@@ -9,6 +9,8 @@ import pytest
 
 from tests.prefect_server import PrefectServer
 
+pytest_plugins = ["tests.s3server"]
+
 os.environ.setdefault("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0")
 os.environ.setdefault("TAOFLOW_LOCK_LEASE_SECONDS", "5")
 
