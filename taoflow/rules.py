@@ -234,6 +234,41 @@ def rtdetr_export_shape(ctx: RuleContext) -> Iterator[Problem]:
             )
 
 
+@rule("rtdetr", actions=["train", "distill", "evaluate", "inference", "export", "quantize"])
+def rtdetr_feature_levels(ctx: RuleContext) -> Iterator[Problem]:
+    """return_interm_indices and num_feature_levels describe the same encoder inputs."""
+    indices = ctx.get("model.return_interm_indices", None)
+    levels = ctx.get("model.num_feature_levels", None)
+    if isinstance(indices, list) and isinstance(levels, int) and len(indices) != levels:
+        yield Problem(
+            "model.return_interm_indices", indices,
+            f"must list model.num_feature_levels ({levels}) indices (default [1, 2, 3] with 3 levels); "
+            "change both together",
+        )
+
+
+RTDETR_IOU_MODULES = ("srcs", "dsrcs")
+
+
+@rule("rtdetr", actions=["distill"])
+def rtdetr_distill_bindings(ctx: RuleContext) -> Iterator[Problem]:
+    """The RT-DETR distiller asserts that IOU bindings capture srcs or dsrcs feature lists."""
+    bindings = ctx.get("distill.bindings", None)
+    if not isinstance(bindings, list):
+        return
+    for i, binding in enumerate(bindings):
+        if not isinstance(binding, Mapping) or str(binding.get("criterion", "")).upper() != "IOU":
+            continue
+        for side in ("student_module_name", "teacher_module_name"):
+            name = binding.get(side)
+            if name not in RTDETR_IOU_MODULES:
+                yield Problem(
+                    f"distill.bindings[{i}].{side}", name,
+                    f"must be one of {', '.join(RTDETR_IOU_MODULES)} for an IOU binding (the validated binding is "
+                    "srcs → srcs; DINO-style names such as pred_logits are not captured feature lists)",
+                )
+
+
 # ------------------------------------------------------------------ NVPanoptix3D
 @rule("nvpanoptix3d", actions=["train"])
 def nvpanoptix3d_precision(ctx: RuleContext) -> Iterator[Problem]:
@@ -243,6 +278,16 @@ def nvpanoptix3d_precision(ctx: RuleContext) -> Iterator[Problem]:
             "train.precision", value,
             "must be fp32: the training entrypoint raises 'ValueError: Only fp32 precision is supported' "
             "(the schema's fp16 is not usable)",
+        )
+
+
+@rule("nvpanoptix3d", actions=["train"])
+def nvpanoptix3d_strategy(ctx: RuleContext) -> Iterator[Problem]:
+    value = ctx.get("train.distributed_strategy", "ddp")
+    if value != "ddp":
+        yield Problem(
+            "train.distributed_strategy", value,
+            "must be ddp: the NVPanoptix3D trainer only handles ddp (fsdp is in the schema but not supported)",
         )
 
 

@@ -142,7 +142,10 @@ def data_source_value(
     if ds.from_action:
         base = _upstream_uri(skill, ds, chosen, upstream)
         if base is None:
-            return False, None, f"the results of {ds.from_action} for the {chosen} dataset"
+            return False, None, (
+                f"the results of {ds.from_action} for the {chosen} dataset "
+                f"(--upstream {ds.from_action}:{chosen}=URI)"
+            )
     else:
         base = data[chosen]
     if ds.fields:

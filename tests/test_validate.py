@@ -261,3 +261,21 @@ def test_problem_text_names_key_value_and_rule():
     problem = Problem("train.precision", "fp16", "must be fp32")
     assert str(problem) == "train.precision: must be fp32 (got 'fp16')"
     assert yaml.safe_load("a: 1")  # keep yaml imported for template fixtures
+
+
+def test_rtdetr_feature_levels_and_distill_bindings():
+    skill = load_skill("rtdetr")
+    problems = validate_spec(skill, "train", {"model": {"return_interm_indices": [1, 2], "num_feature_levels": 3}})
+    assert "num_feature_levels (3)" in str(_one(problems, "model.return_interm_indices"))
+    spec = load_template(skill, "distill")
+    assert validate_spec(skill, "distill", spec) == []
+    spec["distill"]["bindings"] = [{"student_module_name": "pred_logits", "teacher_module_name": "srcs",
+                                    "criterion": "IOU", "weight": 1.0}]
+    assert _keys(validate_spec(skill, "distill", spec)) == ["distill.bindings[0].student_module_name"]
+
+
+def test_nvpanoptix3d_trains_with_ddp_only():
+    skill = load_skill("nvpanoptix3d")
+    problem = _one(validate_spec(skill, "train", {"train": {"distributed_strategy": "fsdp"}}),
+                   "train.distributed_strategy")
+    assert "must be ddp" in str(problem)
