@@ -301,6 +301,13 @@ def nvpanoptix3d_downsample(ctx: RuleContext) -> Iterator[Problem]:
             "dataset.downsample_factor", factor,
             f"must be {expected} for dataset.name {name!r} (2 for matterport, 1 for front3d and synthetic data)",
         )
+    iso = ctx.get("dataset.iso_value", 1.0)
+    if isinstance(iso, (int, float)) and not isinstance(iso, bool) and float(iso) != float(expected):
+        # TAO Core derives both from the dataset format: matterport → 2 / 2.0, everything else → 1 / 1.0.
+        yield Problem(
+            "dataset.iso_value", iso,
+            f"must be {float(expected)} for dataset.name {name!r} (TAO Core: 2.0 for matterport, 1.0 otherwise)",
+        )
 
 
 @rule("nvpanoptix3d", actions=["train", "evaluate", "inference"])

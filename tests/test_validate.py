@@ -113,6 +113,8 @@ def test_nvpanoptix3d_downsample_factor_follows_the_dataset():
     spec["dataset"]["name"] = "matterport"
     assert "must be 2" in str(_one(validate_spec(skill, "train", spec), "dataset.downsample_factor"))
     spec["dataset"]["downsample_factor"] = 2
+    assert _keys(validate_spec(skill, "train", spec)) == ["dataset.iso_value"]
+    spec["dataset"]["iso_value"] = 2.0
     assert validate_spec(skill, "train", spec) == []
 
 
