@@ -222,6 +222,13 @@ def test_wrong_type_fails_like_omegaconf(samples, tmp_path):
     assert_pattern("rtdetr", rc, out, "spec_rejected", "spec")
 
 
+def test_mandatory_value_left_missing_fails_when_read(samples, tmp_path):
+    spec = make_spec("rtdetr", "evaluate", samples / "rtdetr", tmp_path / "e", {"checkpoint": "???"})
+    rc, out = emulate("rtdetr", "evaluate", spec, tmp_path)
+    assert "omegaconf.errors.MissingMandatoryValue: Missing mandatory value: evaluate.checkpoint" in out
+    assert_pattern("rtdetr", rc, out, "spec_rejected", "spec")
+
+
 def test_override_values_are_applied_and_never_printed(samples, tmp_path):
     spec = make_spec("rtdetr", "train", samples / "rtdetr", tmp_path / "r", {"num_epochs": 1})
     rc, out = emulate("rtdetr", "train", spec, tmp_path, "encryption_key=sup3r-s3cret", "train.num_epochs=2")

@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         _fail(status, action, model_name, "Received SIGTERM (preempted)")
         return EXIT_SIGTERM
     except ConfigError as exc:
-        _print_error(f"Error merging '{os.path.basename(args.spec)}' with schema\n"
-                     f"omegaconf.errors.{exc.kind}: {exc}")
+        if exc.kind != "MissingMandatoryValue":
+            _print_error(f"Error merging '{os.path.basename(args.spec)}' with schema")
+        _print_error(f"omegaconf.errors.{exc.kind}: {exc}")
         _fail(status, action, model_name, f"{exc.kind}: {str(exc).splitlines()[0]}")
         return EXIT_FAILURE
     except EmulatedFailure as failure:

@@ -251,6 +251,13 @@ class Spec:
         value = get_dotted(self.data, key, _MISSING)
         if value is _MISSING:
             value = schema_default(self.schema, key)
+        if value == "???":  # OmegaConf's MISSING: fails when read, not at merge
+            parent = key.rsplit(".", 1)[0] if "." in key else ""
+            node = self.schema or {}
+            for part in parent.split(".") if parent else []:
+                node = (node.get("properties") or {}).get(part, {}) if isinstance(node, dict) else {}
+            raise ConfigError("MissingMandatoryValue", f"Missing mandatory value: {key}", key,
+                              _class_name(node if isinstance(node, dict) else {}, parent.rsplit(".", 1)[-1]))
         return fallback if value is _MISSING or value is None else value
 
     def has(self, key: str) -> bool:
