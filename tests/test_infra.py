@@ -1,0 +1,198 @@
+"""infra/: Kubernetes manifests validate against the 1.30 schemas, RBAC grants only what the launchers use,
+secrets appear only as references or placeholders, and the work-pool base job templates are complete
+(every `{{ variable }}` declared and every declared variable used) and render, with their defaults, to a
+Job that validates and carries GPU limits, node selector, tolerations and /dev/shm."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import prefect
+import pytest
+import yaml
+
+from taoflow.k8s import DEFAULT_SECRET_KEYS, KubernetesProfile
+from taoflow.planner import DEFAULT_KEY_ENV
+
+INFRA = Path(__file__).resolve().parent.parent / "infra"
+K8S_VERSION = "1.30.0"
+PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+SECRETISH = re.compile(r"KEY|SECRET|PASSWORD|TOKEN", re.IGNORECASE)
+
+
+def _k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted((INFRA / "k8s").glob("*.yaml")):
+        docs += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def _template(pool: str) -> dict[str, Any]:
+    return json.loads((INFRA / "workpools" / f"{pool}.json").read_text())
+
+
+def _placeholders(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(_placeholders(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_placeholders(v) for v in value)) if value else set()
+    return set(PLACEHOLDER.findall(value)) if isinstance(value, str) else set()
+
+
+def _render(pool: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Job the Prefect Kubernetes worker would submit: Prefect's own templating with the variables'
+    defaults, then the worker's two conversions (env mapping → list, command string → args list)."""
+    from prefect.utilities.templating import apply_values
+    from prefect.workers.base import BaseJobConfiguration
+
+    template = _template(pool)
+    variables = BaseJobConfiguration._get_base_config_defaults(template["variables"]["properties"])
+    variables.update({"name": "tao-action-abc", "env": {"PREFECT_API_URL": "http://prefect-server:4200/api"},
+                      "command": "prefect flow-run execute", **(values or {})})
+    config = apply_values(template["job_configuration"], variables)
+    manifest = config["job_manifest"]
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [{"name": k, "value": v} for k, v in container["env"].items()]
+    container["args"] = shlex.split(container["args"])
+    return manifest
+
+
+def _strict_job(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Prefect's worker insists on `parallelism`/`completions` inside the pod spec (its base manifest puts
+    them there; the API server drops them). Move them where the Job schema has them, then validate."""
+    job = json.loads(json.dumps(manifest))
+    pod = job["spec"]["template"]["spec"]
+    for key in ("parallelism", "completions"):
+        job["spec"][key] = pod.pop(key)
+    return job
+
+
+@pytest.mark.parametrize(("name", "doc"), _k8s_documents(), ids=lambda x: x if isinstance(x, str) else x["kind"])
+def test_manifests_validate(name, doc):
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert doc["metadata"].get("namespace", "tao-flows") == "tao-flows" or doc["kind"] == "Namespace"
+
+
+def test_expected_objects_exist():
+    kinds = {(d["kind"], d["metadata"]["name"]) for _, d in _k8s_documents()}
+    for expected in [("Namespace", "tao-flows"), ("ServiceAccount", "tao-controller"), ("ServiceAccount", "tao-worker"),
+                     ("Role", "tao-controller"), ("RoleBinding", "tao-controller"), ("Secret", "tao-flows-credentials"),
+                     ("Deployment", "prefect-server"), ("StatefulSet", "postgres"), ("Service", "prefect-server"),
+                     ("Deployment", "prefect-worker-tao-controller"), ("Deployment", "prefect-worker-tao-a100")]:
+        assert expected in kinds, expected
+    assert not any(kind.startswith("Cluster") for kind, _ in kinds)  # namespaced privileges only
+
+
+def test_controller_role_is_exactly_what_the_kubernetes_launcher_calls():
+    roles = {d["metadata"]["name"]: d for _, d in _k8s_documents() if d["kind"] == "Role"}
+    granted = {(g, r): set(rule["verbs"]) for rule in roles["tao-controller"]["rules"]
+               for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {
+        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+        ("", "services"): {"create", "get", "delete"},
+        ("", "configmaps"): {"create", "get", "update", "delete"},  # run.json (replace = update)
+        ("", "pods"): {"get", "list", "watch"},
+        ("", "pods/log"): {"get"},
+    }
+    for role in roles.values():
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+            assert "secrets" not in rule["resources"] and "pods/exec" not in rule["resources"]
+
+
+def test_secrets_are_placeholders_or_references():
+    for name, doc in _k8s_documents():
+        if doc["kind"] == "Secret":
+            assert name == "secret.example.yaml"
+            assert set(doc["stringData"].values()) == {"REPLACE_ME"} and "data" not in doc
+        for container in _containers(doc):
+            for env in container.get("env", []):
+                if SECRETISH.search(env["name"]):
+                    assert "valueFrom" in env and "value" not in env, (name, env)
+    credentials = next(d for _, d in _k8s_documents() if d["kind"] == "Secret"
+                       and d["metadata"]["name"] == KubernetesProfile().secret_name)
+    assert set(DEFAULT_SECRET_KEYS) | {DEFAULT_KEY_ENV} <= set(credentials["stringData"])
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc.get("spec", {})
+    pod = spec.get("template", {}).get("spec", {})
+    return pod.get("containers", [])
+
+
+def test_prefect_images_match_the_installed_prefect():
+    images = [c["image"] for _, d in _k8s_documents() for c in _containers(d) if "prefect" in c["image"]]
+    images.append(yaml.safe_load((INFRA / "compose.yaml").read_text())["services"]["prefect-server"]["image"])
+    assert images and all(image.split(":")[1].startswith(prefect.__version__ + "-") for image in images)
+
+
+@pytest.mark.parametrize("pool", ["tao-a100", "tao-controller"])
+def test_work_pool_template_variables_are_all_referenced_and_declared(pool):
+    template = _template(pool)
+    used = _placeholders(template["job_configuration"])
+    declared = set(template["variables"]["properties"])
+    assert used == declared, {"undeclared": used - declared, "unused": declared - used}
+    # what Prefect's Kubernetes worker requires of a job manifest (its base manifest)
+    manifest = template["job_configuration"]["job_manifest"]
+    assert manifest["apiVersion"] == "batch/v1" and manifest["kind"] == "Job"
+    pod = manifest["spec"]["template"]["spec"]
+    assert (pod["parallelism"], pod["completions"], pod["restartPolicy"]) == (1, 1, "Never")
+    assert pod["containers"][0]["name"] == "prefect-job"
+    assert template["variables"]["properties"]["backoff_limit"]["default"] == 0
+
+
+def test_a100_template_renders_a_valid_gpu_job():
+    manifest = _render("tao-a100")
+    kubernetes_validate.validate(_strict_job(manifest), K8S_VERSION, strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["resources"]["requests"] == {"cpu": "8", "memory": "64Gi"}
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert container["envFrom"] == [{"secretRef": {"name": "tao-flows-credentials", "optional": True}}]
+    assert manifest["spec"]["backoffLimit"] == 0 and manifest["metadata"]["namespace"] == "tao-flows"
+    assert pod["serviceAccountName"] == "tao-runner" and pod["automountServiceAccountToken"] is False
+    # job variables a deployment would set
+    manifest = _render("tao-a100", {"gpus": 8, "shm_size": "128Gi", "active_deadline_seconds": 86400,
+                                    "memory_limit": "900Gi", "image_pull_secrets": [{"name": "ngc"}]})
+    kubernetes_validate.validate(_strict_job(manifest), K8S_VERSION, strict=True)
+    assert manifest["spec"]["activeDeadlineSeconds"] == 86400
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+        "memory": "900Gi", "nvidia.com/gpu": 8}
+
+
+def test_controller_template_renders_a_valid_cpu_job():
+    manifest = _render("tao-controller")
+    kubernetes_validate.validate(_strict_job(manifest), K8S_VERSION, strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "tao-controller"
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})
+
+
+def test_compose_stack_has_no_inline_secrets():
+    compose = yaml.safe_load((INFRA / "compose.yaml").read_text())
+    assert {"postgres", "prefect-server", "minio"} <= set(compose["services"])
+    for service in compose["services"].values():
+        env = service.get("environment") or {}
+        for key, value in env.items():
+            if SECRETISH.search(key) or key.endswith("_USER") and "MINIO" in key:
+                assert re.fullmatch(r"\$\{\w+:\?[^}]*\}", str(value)), (key, value)
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:")
+
+
+def test_dockerfiles_build_on_the_tao_images():
+    for name, tag in (("Dockerfile.pyt", "6.0.0-pyt"), ("Dockerfile.deploy", "6.0.0-deploy")):
+        text = (INFRA / "docker" / name).read_text()
+        assert f"ARG TAO_IMAGE=nvcr.io/nvidia/tao/tao-toolkit:{tag}" in text
+        assert "FROM ${TAO_IMAGE}" in text
+        assert "/opt/tao-flows" in text  # prefect.yaml's pull step sets this working directory
