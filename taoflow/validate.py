@@ -243,10 +243,9 @@ def _problems_from_error(err: ValidationError, compiled: CompiledSchema, complet
             out.append(Problem(_join(key, str(name)), value[name], f"unknown key; {hint}"))
         return out
     if kind == "required":
-        if not complete:
-            return []
-        missing = [name for name in err.validator_value if not isinstance(value, dict) or name not in value]
-        return [Problem(_join(key, name), _ABSENT, "required: a value must be given") for name in missing]
+        # TAO fills absent sections and keys from its dataclass defaults; what must really be given is
+        # what TAO leaves MISSING (`???`), checked by missing_problems() when `complete`.
+        return []
     if kind == "type":
         return [Problem(key, value, f"must be {_type_text(err.validator_value)}")]
     if kind == "enum":
