@@ -209,7 +209,8 @@ class LocalLauncher:
         env = {**os.environ, **run.env}
         env.setdefault("PYTHONUNBUFFERED", "1")
 
-        log_path = results_dir / "logs" / f"{run.action}.log"
+        rank = node_rank()
+        log_path = results_dir / "logs" / (f"{run.action}.log" if rank == 0 else f"{run.action}.rank{rank}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         status_tailers = [StatusTailer.from_end(p) for p in status_paths(results_dir, action.tao_action)]
         proc = subprocess.Popen(
@@ -483,7 +484,11 @@ class LocalLauncher:
             pass
         if remote:
             store = _store_for(run.results_uri)
-            store.upload_dir(handle.results_dir, run.results_uri)
+            if node_rank() == 0:
+                store.upload_dir(handle.results_dir, run.results_uri)
+            else:  # only rank 0 writes results in TAO; other nodes contribute their log
+                rel = handle.log_path.relative_to(handle.results_dir).as_posix()
+                store.upload_file(handle.log_path, store.join(run.results_uri, rel))
         else:
             store = _store_for(run.results_uri)
         metric, direction = skill.monitoring.metric, skill.monitoring.direction
@@ -555,6 +560,14 @@ class LocalLauncher:
         return handle.result_value
 
 
+def node_rank() -> int:
+    """This node's rank in a multi-node run (TAO's NODE_RANK convention; 0 when single-node)."""
+    try:
+        return int(os.environ.get("NODE_RANK") or 0)
+    except ValueError:
+        return 0
+
+
 def _alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -581,8 +594,6 @@ def _shell_code(code: int | None) -> int | None:
 def run_from_json(source: str) -> int:
     """Run the ActionRun in `source` (a JSON file path, `-` for stdin, or inline JSON) here; store result.json
     next to the results; return TAO's exit code (128+N when killed by signal N)."""
-    from taoflow.store import ArtifactStore
-
     if source == "-":
         text = sys.stdin.read()
     elif source.lstrip().startswith("{"):
@@ -601,8 +612,8 @@ def run_from_json(source: str) -> int:
         if isinstance(event, LogLine):
             print(event.text, flush=True)
     result = launcher.result(handle)
-    root = run.results_uri.split("/runs/", 1)[0] if "/runs/" in run.results_uri else None
-    ArtifactStore(root).write_result(run.results_uri, result)
+    if node_rank() == 0:  # one result per run: rank 0's (it is the node that writes TAO's results)
+        _store_for(run.results_uri).write_result(run.results_uri, result)
     print(f"taoflow: {run.model} {run.action} {result.status}"
           + (f" ({result.failure_class}): {result.message}" if not result.ok else ""), flush=True)
     if result.ok:
