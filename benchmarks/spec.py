@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taoflow.skill import load_skill, skill_names  # noqa: E402
-from taoflow.spec import build_spec  # noqa: E402
-from taoflow.validate import validate_spec  # noqa: E402
+from taoflow.skill import load_skill, skill_names
+from taoflow.spec import build_spec
+from taoflow.validate import validate_spec
 
 DATA = {"train": "s3://bucket/data/train", "eval": "s3://bucket/data/eval"}
 UPSTREAM = {"dataset_convert:train": "s3://bucket/runs/c/train", "dataset_convert:eval": "s3://bucket/runs/c/eval"}
