@@ -92,6 +92,28 @@ class KubernetesProfile(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+LAUNCHER_OPTIONS = frozenset({"api_client", "kubeconfig", "context", "poll_seconds", "delete_timeout", "profile"})
+
+
+def profile_from_options(options: dict[str, Any] | None = None, **overrides: Any) -> KubernetesProfile:
+    """A KubernetesProfile from launcher options (`LauncherProfile.options`, job variables, CLI), ignoring the
+    options that configure the client rather than the pods. Unknown keys are a UserError naming the allowed
+    ones — Prefect accepts unknown job-variable keys silently, so a typo would otherwise vanish."""
+    from pydantic import ValidationError
+
+    data = {k: v for k, v in {**(options or {}), **overrides}.items() if k not in LAUNCHER_OPTIONS}
+    nested = (options or {}).get("profile")
+    if isinstance(nested, dict):
+        data = {**nested, **data}
+    try:
+        return KubernetesProfile(**data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        allowed = ", ".join(sorted(KubernetesProfile.model_fields))
+        raise UserError(f"invalid kubernetes launcher options: {'; '.join(problems)} (allowed: {allowed})",
+                        problems=problems) from None
+
+
 # ------------------------------------------------------------------------------------------- names
 
 def dns_label(text: str) -> str:
@@ -401,6 +423,17 @@ def dump_run_objects(run: ActionRun, skill: Skill, profile: KubernetesProfile | 
 
 
 __all__ = [
-    "KubernetesProfile", "build_config_map", "build_job", "build_run_objects", "build_service",
-    "dump_objects", "dump_run_objects", "image_for", "job_name", "run_document", "run_labels", "selector",
+    "KubernetesProfile",
+    "build_config_map",
+    "build_job",
+    "build_run_objects",
+    "build_service",
+    "dump_objects",
+    "dump_run_objects",
+    "image_for",
+    "job_name",
+    "profile_from_options",
+    "run_document",
+    "run_labels",
+    "selector",
 ]

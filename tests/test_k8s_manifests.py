@@ -225,3 +225,13 @@ def test_dry_run_yaml_is_every_object_as_documents():
     text = dump_run_objects(run, skill)
     assert "&id" not in text and "*id" not in text  # no YAML aliases for humans to untangle
     assert list(yaml.safe_load_all(text)) == build_run_objects(run, skill)
+
+
+def test_profile_from_options_ignores_client_options_and_names_unknown_keys():
+    from taoflow.k8s import profile_from_options
+
+    profile = profile_from_options({"namespace": "ml", "kubeconfig": "/k", "poll_seconds": 1}, gpus=8)
+    assert profile.namespace == "ml" and profile.gpus == 8
+    with pytest.raises(UserError, match="shm_sise") as err:
+        profile_from_options({"shm_sise": "1Gi"})
+    assert "shm_size" in str(err.value)  # the allowed keys are listed

@@ -41,6 +41,7 @@ from taoflow.k8s import (
     image_for,
     is_remote,
     job_name,
+    profile_from_options,
     resolved_shape,
     selector,
 )
@@ -224,9 +225,9 @@ class KubernetesLauncher:
                  kubeconfig: str | None = None, context: str | None = None, poll_seconds: float = 2.0,
                  delete_timeout: float = 120.0, **profile_fields: Any):
         if isinstance(profile, KubernetesProfile):
-            self.profile = profile.model_copy(update=profile_fields) if profile_fields else profile
+            self.profile = profile_from_options({**profile.model_dump(), **profile_fields})
         else:
-            self.profile = KubernetesProfile(**{**(profile or {}), **profile_fields})
+            self.profile = profile_from_options({**(profile or {}), **profile_fields})
         self.poll_seconds = poll_seconds
         self.delete_timeout = delete_timeout
         self._api_client = api_client
