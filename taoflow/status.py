@@ -189,6 +189,17 @@ def _parse(lines: Iterable[str]) -> list[dict[str, Any]]:
     return records
 
 
+def parse_status_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """Records of status.json lines read by other means (a store read): blank and non-JSON lines skipped."""
+    return _parse(lines)
+
+
+def progress_from_record(record: dict[str, Any]) -> EpochProgress | None:
+    """The EpochProgress of a RUNNING line with an epoch, else None."""
+    found = [e for e in events_for(record) if isinstance(e, EpochProgress)]
+    return found[0] if found else None
+
+
 def events_for(record: dict[str, Any]) -> list[Event]:
     """The typed events of one status record: always a StatusRecord, plus EpochProgress for progress lines."""
     events: list[Event] = [StatusRecord(record)]

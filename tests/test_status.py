@@ -17,6 +17,8 @@ from taoflow.status import (
     final_and_best,
     format_duration,
     now_fields,
+    parse_status_lines,
+    progress_from_record,
     read_status,
     terminal_status,
 )
@@ -58,6 +60,8 @@ def test_tailer_holds_back_a_half_written_line(tmp_path):
     records = tailer.poll()
     assert [r["status"] for r in records] == ["RUNNING"]
     events = events_for(records[0])
+    assert parse_status_lines(["", "junk", json.dumps(records[0])]) == records
+    assert progress_from_record(records[0]) == events[1] and progress_from_record({"status": "SUCCESS"}) is None
     assert isinstance(events[0], StatusRecord)
     assert events[1] == EpochProgress(epoch=0, max_epoch=4, eta=None, kpi={"val_acc": 0.5}, graphical={})
 
