@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -247,8 +247,11 @@ def test_sigterm_to_the_pod_entry_point_reaches_tao(samples, tmp_path, monkeypat
     stored = json.loads((results / "result.json").read_text())
     assert stored["status"] == "CANCELLED"
     assert read_status(results / "status.json")[-1]["status"] == "FAILURE"
-    time.sleep(0)  # nothing left running: the group is gone
     assert not (results / ".taoflow_run.json").exists()
+    header = (results / "logs" / "train.log").read_text().splitlines()[0]
+    pid = int(re.search(r" pid (\d+) ", header).group(1))
+    with pytest.raises(ProcessLookupError):  # nothing of TAO's process group is left running
+        os.killpg(pid, 0)
 
 
 HANDOFF_FILES = {"create_onnx_file": "{model}.onnx", "create_onnx_file_2d": "{model}_2d.onnx",
