@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from taoflow.datasets import write_sample_data
+from taoflow.errors import UserError
 from taoflow.launchers.base import EpochProgress, Finished, LogLine, StatusRecord
 from taoflow.launchers.local import LocalLauncher
 from taoflow.runs import ActionResult, ActionRun
@@ -375,3 +376,47 @@ def test_explicit_stage_and_extract(samples, tmp_path):
                    extract=[str(staged / "tr"), str(staged / "te")])
     ok(launch(run)[0])
     assert (staged / "tr" / "train" / "catch").is_dir() and (staged / "copy.tar.gz").is_file()
+
+
+FAKE_TAO = '''#!{python}
+"""Stands in for TAO's `rtdetr` console script (TAO cannot be installed here): writes what TAO writes."""
+import json, os, sys
+import yaml
+action, spec_path, overrides = sys.argv[1], sys.argv[3], sys.argv[4:]
+spec = yaml.safe_load(open(spec_path))
+out = os.path.join(spec["results_dir"], action)
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "status.json"), "a") as fh:
+    for line in ({{"status": "STARTED", "message": "Starting Training Loop."}},
+                 {{"status": "RUNNING", "epoch": 0, "max_epoch": 0, "kpi": {{"val_mAP": 0.5}}, "message": "m"}},
+                 {{"status": "SUCCESS", "message": "Train finished successfully."}}):
+        fh.write(json.dumps(line) + "\\n")
+open(os.path.join(out, "model_epoch_000_step_00001.pth"), "wb").write(b"weights")
+print("real TAO", action, "overrides:", " ".join(overrides))
+'''
+
+
+def test_real_tao_is_used_when_its_entry_point_is_installed(samples, tmp_path, monkeypatch):
+    """A fake `rtdetr` executable on PATH stands in for TAO's console script (TAO cannot be installed here):
+    without `emulate`, the launcher runs it with the spec path and the secret override, and reads the
+    status.json and checkpoint TAO writes under `<results_dir>/train/`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "rtdetr"
+    script.write_text(FAKE_TAO.format(python=sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("KEY_VAR", "k-e-y")
+    results = tmp_path / "train"
+    run = ActionRun(model="rtdetr", action="train", run_key="real", image="tao", results_uri=str(results),
+                    spec=make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 1}),
+                    secret_overrides={"encryption_key": "KEY_VAR"})
+    result, events = launch(run)
+    ok(result)
+    assert result.emulated is False and result.kpis_final == {"val_mAP": 0.5}
+    assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [0]
+    assert "real TAO train overrides: encryption_key=****" in [e.text for e in events if isinstance(e, LogLine)]
+    assert result.products["checkpoint"].endswith("train/train/model_epoch_000_step_00001.pth")
+    monkeypatch.setenv("PATH", "/usr/bin")
+    with pytest.raises(UserError, match="not installed"):
+        LocalLauncher().submit(ActionRun(**{**run.to_dict(), "emulate": False, "run_key": "real2"}))
