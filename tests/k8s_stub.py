@@ -10,17 +10,23 @@ assert what was sent (e.g. the propagationPolicy of a delete).
 Scripting: creating a Job creates its pods (one per completion index, Pending, labelled like the real Job
 controller does). Tests then call `start_pod`, `log`, `finish_pod`, `evict_pod`, `set_waiting`,
 `delete_pod`, `fail_job`; the Job's Complete/Failed condition follows from its pods (backoffLimit 0), as
-in Kubernetes.
+in Kubernetes. `run_pod` plays kubelet: it runs the pod's real container command as a local process.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
 import threading
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -279,6 +285,80 @@ class StubCluster:
         elif status["succeeded"] == int(obj["spec"].get("completions", 1)):
             status["conditions"] = [{"type": "Complete", "status": "True"}]
             status["completionTime"] = _now()
+
+    # ------------------------------------------------------------------ kubelet
+    def run_pod(self, job: str, *, secrets: dict[str, dict[str, str]], index: int = 0,
+                env: dict[str, str] | None = None) -> threading.Thread:
+        """Play kubelet for one pod: run its container command as a local process, the way a node would.
+
+        Volumes become local folders (configMap items written out, emptyDirs temporary, PVCs the same path),
+        the environment is built from the pod spec — `secretKeyRef` from `secrets` ({secret: {key: value}}),
+        fieldRef to the completion-index annotation — and `python` is this interpreter. Output goes to the pod
+        log as it is printed; the exit code ends the pod. A required secret key that is missing fails the pod
+        with CreateContainerConfigError, as Kubernetes does. Returns the thread that waits for the process."""
+        with self.changed:
+            pod = copy.deepcopy(self.pod(job, index))
+            namespace = pod["metadata"]["namespace"]
+            spec = pod["spec"]
+            container = spec["containers"][0]
+            mounts: dict[str, str] = {}
+            for mount in container.get("volumeMounts", []):
+                volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+                if mount["mountPath"] == "/dev/shm":
+                    continue
+                if "persistentVolumeClaim" in volume:
+                    continue  # the store: same path here
+                local = tempfile.mkdtemp(prefix=f"kubelet-{mount['name']}-")
+                if "configMap" in volume:
+                    cm = self.objects[("configmaps", namespace, volume["configMap"]["name"])]
+                    for item in volume["configMap"].get("items") or [{"key": k, "path": k} for k in cm["data"]]:
+                        Path(local, item["path"]).write_text(cm["data"][item["key"]])
+                mounts[mount["mountPath"]] = local
+            values: dict[str, str] = {}
+            for entry in container.get("env", []):
+                ref = entry.get("valueFrom") or {}
+                if "value" in entry:
+                    values[entry["name"]] = entry["value"]
+                elif "secretKeyRef" in ref:
+                    sel = ref["secretKeyRef"]
+                    value = secrets.get(sel["name"], {}).get(sel["key"])
+                    if value is None and not sel.get("optional"):
+                        self._set_waiting(job, index, "CreateContainerConfigError",
+                                          f'couldn\'t find key {sel["key"]} in Secret {namespace}/{sel["name"]}')
+                        return threading.Thread()
+                    if value is not None:
+                        values[entry["name"]] = value
+                elif "fieldRef" in ref:
+                    match = re.fullmatch(r"metadata\.annotations\['(.+)'\]", ref["fieldRef"]["fieldPath"])
+                    values[entry["name"]] = pod["metadata"]["annotations"][match.group(1)]
+
+        def local(text: str) -> str:
+            for path, folder in mounts.items():
+                if text == path or text.startswith(path + "/"):
+                    return folder + text[len(path):]
+            return text
+
+        argv = [local(a) for a in container["command"] + container.get("args", [])]
+        argv = [sys.executable if a == "python" else a for a in argv]
+        process_env = {**os.environ, **(env or {}), **{k: local(v) for k, v in values.items()}}
+        self.start_pod(job, index)
+        proc = subprocess.Popen(argv, env=process_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                self.log(job, raw.decode("utf-8", "replace").rstrip("\n"), index=index)
+            self.finish_pod(job, proc.wait(), index=index)
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        return thread
+
+    def _set_waiting(self, job: str, index: int, reason: str, message: str) -> None:
+        pod = self._edit_pod(job, index)
+        pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": reason, "message": message}}
+        self.changed.notify_all()
 
     def pod_finished(self, namespace: str, pod_name: str) -> bool:
         pod = self.objects.get(("pods", namespace, pod_name))

@@ -257,3 +257,50 @@ def test_classify_pod_ignores_healthy_pods():
     running = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [
         {"name": "tao", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}
     assert classify_pod(running) is None
+
+
+PLANTED_SECRET = "planted-k8s-secret-5d1e"
+
+
+def test_pod_command_runs_the_pod_runner_end_to_end(cluster, tmp_path, monkeypatch):
+    """The objects the builder writes, run by the stub's kubelet as a real local process: run.json from the
+    ConfigMap, the encryption key from the Secret by reference, the pod runner driving the TAO emulator.
+    Logs stream, progress comes from status.json in the store, the result from the runner's result.json,
+    and the secret value appears nowhere the run wrote."""
+    from taoflow.datasets import write_sample_data
+    from tests.test_emulator_specs import make_spec
+
+    monkeypatch.setenv("TAOFLOW_HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    write_sample_data("rtdetr", data)
+    run = _run(tmp_path)
+    results = Path(run.results_uri)
+    run.spec = make_spec("rtdetr", "train", data, results, {"num_epochs": 3})
+    run.emulate = True
+    launcher = _launcher(cluster, tmp_path)
+    handle = launcher.submit(run)
+    collector = Collector(launcher, handle)
+    cluster.run_pod(job_name(run), secrets={"tao-flows-credentials": {"TAO_ENCRYPTION_KEY": PLANTED_SECRET}},
+                    env={"TAOFLOW_EMULATOR_EPOCH_SECONDS": "0"})
+    finished = collector.finished()
+    result = launcher.result(handle)
+    assert finished.status == "SUCCESS", (result.message, collector.log_text()[-20:])
+    assert result.emulated and len(list(results.glob("model_epoch_*_step_*.pth"))) == 3
+    assert [e.epoch for e in collector.events if isinstance(e, EpochProgress)] == [0, 1, 2]
+    logs = "\n".join(collector.log_text())
+    # the runner received the key from the Secret (TAO got it as an argv override) and masked it
+    assert "Applied 1 command-line override(s): encryption_key" in logs
+    assert "encryption_key=****" in (results / "logs" / "train.log").read_text()
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".json", ".yaml", ".log", ".txt")]
+    assert written and not [p for p in written if PLANTED_SECRET in p.read_text(errors="replace")]
+    assert PLANTED_SECRET not in logs
+
+
+def test_missing_secret_key_stops_the_pod_before_it_starts(cluster, tmp_path):
+    run = _run(tmp_path)
+    launcher = _launcher(cluster, tmp_path)
+    handle = launcher.submit(run)
+    collector = Collector(launcher, handle)
+    cluster.run_pod(job_name(run), secrets={})
+    finished = collector.finished()
+    assert finished.failure_class == "program" and "TAO_ENCRYPTION_KEY" in finished.message
