@@ -132,6 +132,13 @@ def test_same_run_submitted_twice_attaches_to_the_first_job(cluster, tmp_path):
     assert len(cluster.pods(job_name(run))) == 1
 
 
+def test_a_job_of_another_run_with_the_same_name_is_not_attached(cluster, tmp_path):
+    launcher = _launcher(cluster, tmp_path)
+    launcher.submit(_run(tmp_path, key="a1b2c3d4e5f6a7b8c9d0"))
+    with pytest.raises(UserError, match="belongs to run key"):
+        launcher.submit(_run(tmp_path, key="a1b2c3d4e5f6ffffffff"))  # same 12-character prefix
+
+
 def test_failed_job_is_replaced_on_resubmission_and_its_stale_result_removed(cluster, tmp_path):
     run = _run(tmp_path)
     launcher = _launcher(cluster, tmp_path)

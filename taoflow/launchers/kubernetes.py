@@ -36,6 +36,7 @@ from taoflow.errors import UserError
 from taoflow.k8s import (
     COMPLETION_INDEX_ANNOTATION,
     CONTAINER_NAME,
+    LABEL_PREFIX,
     KubernetesProfile,
     build_run_objects,
     image_for,
@@ -43,6 +44,7 @@ from taoflow.k8s import (
     job_name,
     profile_from_options,
     resolved_shape,
+    run_labels,
     selector,
 )
 from taoflow.launchers.base import Event, Finished, LogLine
@@ -281,6 +283,10 @@ class KubernetesLauncher:
 
         existing = self._read_job(name)
         if existing is not None:
+            owner_key = ((existing.get("metadata") or {}).get("labels") or {}).get(f"{LABEL_PREFIX}/run-key")
+            if owner_key != run_labels(run)[f"{LABEL_PREFIX}/run-key"]:
+                raise UserError(f"a Job named {name} already exists in namespace {ns} but belongs to run key "
+                                f"{owner_key!r}, not {run.run_key!r}; delete it or use another namespace")
             state, _, _ = job_state(existing)
             if state == "Failed":
                 self._delete_job_and_wait(name)  # a retry of a failed attempt: run it again
