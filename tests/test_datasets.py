@@ -26,7 +26,9 @@ ROLES = {
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
     root = tmp_path_factory.mktemp("samples")
-    return {m: write_sample_data(m, root / m) and root / m for m in ROLES}
+    for model in ROLES:
+        write_sample_data(model, root / model)
+    return {model: root / model for model in ROLES}
 
 
 @pytest.mark.parametrize("model", sorted(ROLES))

@@ -162,8 +162,6 @@ def _describe(exc: BaseException) -> str:
 
 def _preflight_remote(model: str, role: str, uri: str, layout: str) -> str:
     """One recursive listing; every required entry (first alternative of each) must match something."""
-    import fnmatch
-
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(uri)
@@ -176,14 +174,14 @@ def _preflight_remote(model: str, role: str, uri: str, layout: str) -> str:
     missing = []
     for entry in REQUIRED[model][role]:
         options = [o.strip() for o in entry.split(" or ")]
-        if not any(_matches(names, option, fnmatch) for option in options):
+        if not any(_matches(names, option) for option in options):
             missing.append(entry)
     if missing:
         raise UserError(f"dataset '{role}' for {model} at {uri} lacks: {', '.join(missing)} (expected {layout})")
     return f"{len(names)} files"
 
 
-def _matches(names: list[str], pattern: str, fnmatch) -> bool:
+def _matches(names: list[str], pattern: str) -> bool:
     pattern = pattern.replace("<scene>", "*").replace("<scene_id>", "*").replace("<clip_id>", "*")
     pattern = pattern.replace("…", "*")
     if pattern.endswith("/"):

@@ -7,6 +7,7 @@ every call) so run keys computed from dataset digests are stable.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -71,8 +72,6 @@ def _write_tar(path: Path, files: list[tuple[str, bytes | None]]) -> None:
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in files:
             _add_dir(tar, name) if data is None else _add(tar, name, data)
-    import gzip
-
     path.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
 
 
