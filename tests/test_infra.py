@@ -196,3 +196,24 @@ def test_dockerfiles_build_on_the_tao_images():
         assert f"ARG TAO_IMAGE=nvcr.io/nvidia/tao/tao-toolkit:{tag}" in text
         assert "FROM ${TAO_IMAGE}" in text
         assert "/opt/tao-flows" in text  # prefect.yaml's pull step sets this working directory
+
+
+@pytest.mark.parametrize("pool", ["tao-a100", "tao-controller"])
+def test_prefect_server_accepts_the_template_and_its_schema_checks_job_variables(pool):
+    """Prefect's own server-side validator, and the variables schema as JSON Schema (Prefect validates a
+    deployment's job variables against it)."""
+    import jsonschema
+    from prefect.server.schemas.actions import WorkPoolCreate
+
+    template = _template(pool)
+    WorkPoolCreate(name=pool, type="kubernetes", base_job_template=template)
+    schema = template["variables"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    defaults = {k: v["default"] for k, v in schema["properties"].items() if "default" in v}
+    assert not list(validator.iter_errors(defaults))
+    assert not list(validator.iter_errors({"image_pull_policy": "Always", "node_selector": {"pool": "gpu"}}))
+    assert list(validator.iter_errors({"image_pull_policy": "Sometimes"}))
+    if pool == "tao-a100":
+        assert not list(validator.iter_errors({"gpus": 8}))
+        assert list(validator.iter_errors({"gpus": 9})) and list(validator.iter_errors({"gpus": "eight"}))
