@@ -7,6 +7,7 @@ layout requires; its contents are read by the action itself.
 
 from __future__ import annotations
 
+import fnmatch
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
