@@ -217,3 +217,19 @@ def test_prefect_server_accepts_the_template_and_its_schema_checks_job_variables
     if pool == "tao-a100":
         assert not list(validator.iter_errors({"gpus": 8}))
         assert list(validator.iter_errors({"gpus": 9})) and list(validator.iter_errors({"gpus": "eight"}))
+
+
+def test_work_pools_are_created_on_a_real_prefect_server(prefect_api):
+    """What `prefect work-pool create NAME --type kubernetes --base-job-template infra/workpools/NAME.json`
+    (README) sends, through Prefect's client to the session's loopback `prefect server start`."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:
+        for pool in ("tao-a100", "tao-controller"):
+            name = f"{pool}-{uuid.uuid4().hex[:6]}"
+            client.create_work_pool(WorkPoolCreate(name=name, type="kubernetes",
+                                                   base_job_template=_template(pool)))
+            assert client.read_work_pool(name).base_job_template == _template(pool)
