@@ -51,6 +51,8 @@ DEFAULT_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # Environment variables that must never be set from ActionRun.env as plain values.
 SECRET_ENV_NAMES = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                               "PREFECT_API_KEY"})
+# Any other variable whose name says it is a credential is read from the Secret too, never set inline.
+SECRET_NAME_PATTERN = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|CREDENTIAL", re.IGNORECASE)
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 
@@ -220,9 +222,16 @@ def is_multi_node(run: ActionRun, skill: Skill, profile: KubernetesProfile) -> b
 
 
 def secret_env_names(run: ActionRun, profile: KubernetesProfile) -> list[str]:
-    """Every environment variable the pod reads from the Secret (store keys, then the run's secret vars)."""
-    names = list(dict.fromkeys([*profile.secret_keys, *run.secret_overrides.values()]))
-    return names
+    """Every environment variable the pod reads from the Secret: the store keys, the run's secret variables,
+    and any credential-named variable (`*KEY*`, `*TOKEN*`, ...) of the run's or the profile's env."""
+    credential_like = [k for k in [*run.env, *profile.env]
+                       if k in SECRET_ENV_NAMES or SECRET_NAME_PATTERN.search(k)]
+    return list(dict.fromkeys([*profile.secret_keys, *run.secret_overrides.values(), *credential_like]))
+
+
+def required_secret_env(run: ActionRun, profile: KubernetesProfile) -> set[str]:
+    """Secret keys the pod cannot start without (the store keys are optional: node/IRSA credentials)."""
+    return set(secret_env_names(run, profile)) - set(profile.secret_keys)
 
 
 def run_document(run: ActionRun, profile: KubernetesProfile | None = None) -> dict[str, Any]:
@@ -278,7 +287,7 @@ def _env(run: ActionRun, skill: Skill, profile: KubernetesProfile, gpus: int, no
     plain = {**{k: v for k, v in run.env.items() if k not in banned},
              **{k: v for k, v in profile.env.items() if k not in banned}}
     env += [{"name": k, "value": str(v)} for k, v in sorted(plain.items())]
-    required = set(run.secret_overrides.values())
+    required = required_secret_env(run, profile)
     for name in secret_names:
         env.append({"name": name, "valueFrom": {"secretKeyRef": {
             "name": profile.secret_name, "key": name, "optional": name not in required}}})

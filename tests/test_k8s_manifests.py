@@ -191,7 +191,7 @@ def test_secrets_are_references_only():
     """A secret value planted in the caller's environment and in ActionRun.env never reaches an object."""
     skill = load_skill("rtdetr")
     run = _run(gpus=8, nodes=2, env={"TAO_ENCRYPTION_KEY": PLANTED_SECRET, "AWS_SECRET_ACCESS_KEY": PLANTED_SECRET,
-                                     "LOG_LEVEL": "debug"})
+                                     "WANDB_API_KEY": PLANTED_SECRET, "LOG_LEVEL": "debug"})
     text = dump_run_objects(run, skill)
     assert PLANTED_SECRET not in text
     job = _by_kind(build_run_objects(run, skill))["Job"]
@@ -202,6 +202,9 @@ def test_secrets_are_references_only():
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "tao-flows-credentials"
         assert "value" not in env[name]
     assert env["LOG_LEVEL"]["value"] == "debug"
+    # a credential-named variable of the run is read from the Secret, required
+    assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tao-flows-credentials", "key": "WANDB_API_KEY", "optional": False}
     run_doc = json.loads(_by_kind(build_run_objects(run, skill))["ConfigMap"]["data"]["run.json"])
     assert run_doc["env"] == {"LOG_LEVEL": "debug"}
     assert run_doc["secret_overrides"] == {"encryption_key": "TAO_ENCRYPTION_KEY"}
