@@ -116,6 +116,23 @@ def profile_from_options(options: dict[str, Any] | None = None, **overrides: Any
                         problems=problems) from None
 
 
+def check_job_variables(base_job_template: dict[str, Any], values: dict[str, Any], *, pool: str = "") -> None:
+    """Refuse job variables a work pool would silently ignore (unknown keys) or reject late (wrong types), with
+    a UserError naming each key — e.g. a deployment's `job_variables` against infra/workpools/tao-a100.json."""
+    import jsonschema
+
+    schema = base_job_template.get("variables") or {}
+    known = set(schema.get("properties") or {})
+    problems = [f"{key}: not a job variable of the pool (known: {', '.join(sorted(known))})"
+                for key in values if key not in known]
+    validator = jsonschema.Draft202012Validator(schema)
+    for error in validator.iter_errors({k: v for k, v in values.items() if k in known}):
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        problems.append(f"{where}: {error.message}")
+    if problems:
+        raise UserError(f"invalid job variables for work pool {pool or '(pool)'}", problems=problems)
+
+
 # ------------------------------------------------------------------------------------------- names
 
 def dns_label(text: str) -> str:
@@ -437,6 +454,7 @@ __all__ = [
     "build_job",
     "build_run_objects",
     "build_service",
+    "check_job_variables",
     "dump_objects",
     "dump_run_objects",
     "image_for",

@@ -233,3 +233,14 @@ def test_work_pools_are_created_on_a_real_prefect_server(prefect_api):
             client.create_work_pool(WorkPoolCreate(name=name, type="kubernetes",
                                                    base_job_template=_template(pool)))
             assert client.read_work_pool(name).base_job_template == _template(pool)
+
+
+def test_check_job_variables_names_unknown_and_wrong_ones():
+    from taoflow.errors import UserError
+    from taoflow.k8s import check_job_variables
+
+    template = _template("tao-a100")
+    check_job_variables(template, {"gpus": 8, "shm_size": "128Gi", "env": {"A": "b"}}, pool="tao-a100")
+    with pytest.raises(UserError) as err:
+        check_job_variables(template, {"shm_sise": "1Gi", "gpus": "eight"}, pool="tao-a100")
+    assert "shm_sise: not a job variable" in str(err.value) and "gpus: 'eight'" in str(err.value)
