@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.syntax import Syntax
 
 from flows.parameters import PipelineParameters
 from taoflow.planner import plan_pipeline, preflight
@@ -31,5 +30,5 @@ def print_dry_run(model: str, parameters: PipelineParameters, console: Console) 
         print_kubernetes_objects(skill, request, plan, specs, parameters, console)
         return
     for name, spec in specs.items():
-        console.rule(f"{name} spec")
-        console.print(Syntax(dump_spec_yaml(spec), "yaml", word_wrap=True))
+        console.print(f"--- # {name} spec (handoffs still to resolve are shown as <...>)", markup=False)
+        console.print(dump_spec_yaml(spec), markup=False, highlight=False, soft_wrap=True)

@@ -8,6 +8,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from taoflow.errors import UserError
 
@@ -18,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -37,7 +38,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
-        stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
         return 2
     except typer.Exit as exc:
         return exc.exit_code

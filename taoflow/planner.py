@@ -148,7 +148,7 @@ def preflight(skill: Skill, request: PipelineRequest, plan: Plan, store: Artifac
         try:
             preflight_dataset(skill.name, role, uri)
         except UserError as exc:
-            problems.append(str(exc))
+            problems.extend(_problem_lines(exc))
     upstream = _placeholder_upstream(skill, plan, store)
     specs: dict[str, dict] = {}
     for step in plan.steps:
@@ -163,7 +163,7 @@ def preflight(skill: Skill, request: PipelineRequest, plan: Plan, store: Artifac
                 overrides=step_overrides(request, step, skill), upstream=upstream, role=step.role,
             )
         except UserError as exc:
-            problems.append(f"{step.name}: {exc}")
+            problems.extend(_problem_lines(exc, prefix=f"{step.name}: "))
             continue
         for problem in validate_spec(skill, step.action, spec, complete=True, force=request.force):
             problems.append(f"{step.name}: {problem}")
@@ -171,6 +171,11 @@ def preflight(skill: Skill, request: PipelineRequest, plan: Plan, store: Artifac
     if problems:
         raise UserError(f"the {skill.name} pipeline is not valid; nothing was started", problems)
     return specs
+
+
+def _problem_lines(exc: UserError, prefix: str = "") -> list[str]:
+    """One line per problem of a UserError (its own list when it has one, else its message)."""
+    return [prefix + p for p in exc.problems] if exc.problems else [prefix + str(exc)]
 
 
 def digest_uri(uri: str) -> str:
