@@ -9,6 +9,7 @@ result.json) is written by the test where a real pod would write it.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -311,3 +312,42 @@ def test_missing_secret_key_stops_the_pod_before_it_starts(cluster, tmp_path):
     cluster.run_pod(job_name(run), secrets={})
     finished = collector.finished()
     assert finished.failure_class == "program" and "TAO_ENCRYPTION_KEY" in finished.message
+
+
+def test_pod_runner_end_to_end_with_an_s3_store(cluster, tmp_path, monkeypatch, s3_root):
+    """As above with the store on S3 (moto's server on loopback): store keys reach the pod from the Secret,
+    a stale result.json of an earlier attempt is removed before the Job starts, checkpoints and result.json
+    land in S3, and progress is read from S3."""
+    from taoflow.datasets import write_sample_data
+    from taoflow.store import ArtifactStore
+    from tests.test_emulator_specs import make_spec
+
+    monkeypatch.setenv("TAOFLOW_HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    write_sample_data("rtdetr", data)
+    store = ArtifactStore(s3_root)
+    key = "b1b2c3d4e5f6a7b8c9d0"
+    results_uri = store.results_uri("rtdetr", key, "train")
+    stale = ActionResult(model="rtdetr", action="train", run_key=key, status="FAILURE", results_uri=results_uri)
+    store.write_result(results_uri, stale)
+    skill = load_skill("rtdetr")
+    run = ActionRun(model="rtdetr", action="train", image=skill.image_for("train"), run_key=key,
+                    results_uri=results_uri, emulate=True, secret_overrides={"encryption_key": "TAO_ENCRYPTION_KEY"},
+                    spec=make_spec("rtdetr", "train", data, Path("/unused"), {"num_epochs": 2}) | {
+                        "results_dir": results_uri})
+    profile = KubernetesProfile(store=s3_root, env={"AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]})
+    launcher = KubernetesLauncher(profile, api_client=cluster.api_client(), poll_seconds=0.02)
+    handle = launcher.submit(run)
+    assert store.read_result(results_uri) is None  # the stale attempt's record is gone
+    secrets = {"tao-flows-credentials": {"AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+                                         "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+                                         "TAO_ENCRYPTION_KEY": PLANTED_SECRET}}
+    pod_env = {"TAOFLOW_EMULATOR_EPOCH_SECONDS": "0", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    cluster.run_pod(job_name(run), secrets=secrets, env=pod_env)
+    events = list(launcher.events(handle))
+    result = launcher.result(handle)
+    assert result.ok, (result.message, [e.text for e in events if isinstance(e, LogLine)][-15:])
+    names = [e.path for e in store.list_files(results_uri)]
+    assert "model_epoch_001_step_00004.pth" in names and "result.json" in names
+    assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [0, 1]
+    assert PLANTED_SECRET not in store.read_text(store.join(results_uri, "logs", "train.log"))
