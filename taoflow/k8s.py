@@ -263,13 +263,17 @@ def run_document(run: ActionRun, profile: KubernetesProfile | None = None) -> di
 
 # ------------------------------------------------------------------------------------------- objects
 
-def build_config_map(run: ActionRun, profile: KubernetesProfile) -> dict[str, Any]:
+def build_config_map(run: ActionRun, profile: KubernetesProfile, skill: Skill | None = None) -> dict[str, Any]:
+    """run.json for the pod runner; with the skill, `gpus`/`nodes` are the shape the Job really has."""
+    document = run_document(run, profile)
+    if skill is not None:
+        document["gpus"], document["nodes"] = resolved_shape(run, skill, profile)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": config_map_name(run), "namespace": profile.namespace,
                      "labels": run_labels(run, profile)},
-        "data": {RUN_FILE: json.dumps(run_document(run, profile), indent=2, sort_keys=True, default=str)},
+        "data": {RUN_FILE: json.dumps(document, indent=2, sort_keys=True, default=str)},
     }
 
 
@@ -415,7 +419,7 @@ def build_run_objects(run: ActionRun, skill: Skill, profile: KubernetesProfile |
                       ) -> list[dict[str, Any]]:
     """Every object one run needs, in creation order: ConfigMap, (headless Service when multi-node), Job."""
     profile = profile or KubernetesProfile()
-    objects = [build_config_map(run, profile)]
+    objects = [build_config_map(run, profile, skill)]
     if is_multi_node(run, skill, profile):
         objects.append(build_service(run, profile))
     objects.append(build_job(run, skill, profile))

@@ -127,6 +127,10 @@ def test_two_nodes_by_eight_gpus_is_an_indexed_job_with_a_headless_service():
     assert env["MASTER_PORT"]["value"] == "29500"
     assert env["NUM_GPU_PER_NODE"]["value"] == "8"
     assert env["TAOFLOW_LAUNCH"]["value"] == "torchrun"
+    # a profile override of the shape reaches run.json too, so the pod runner accounts the same GPUs
+    objects = build_run_objects(_run(gpus=1, nodes=1), skill, KubernetesProfile(gpus=4, nodes=2))
+    document = json.loads(_by_kind(objects)["ConfigMap"]["data"]["run.json"])
+    assert (document["gpus"], document["nodes"]) == (4, 2)
 
 
 def test_lightning_multi_node_skill_and_single_node_only_actions():
