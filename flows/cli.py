@@ -14,7 +14,7 @@ from taoflow.cli import app, run_cli
 from taoflow.dotted import parse_assignment
 from taoflow.errors import UserError
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def parse_data(items: list[str]) -> dict[str, str]:
