@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from taoflow.cli import app, run_cli
-from taoflow.dotted import parse_assignment
+from taoflow.dotted import parse_assignment, parse_assignments
 from taoflow.errors import UserError
 
 console = Console(soft_wrap=True)
@@ -52,6 +52,9 @@ def run_command(
     actions: Optional[str] = typer.Option(None, "--actions", help="Comma-separated actions to run."),
     sets: list[str] = typer.Option([], "--set", help="ACTION.KEY=VALUE spec override (repeatable)."),
     launcher: str = typer.Option("local", "--launcher", help="local | docker | kubernetes | workpool"),
+    launcher_options: list[str] = typer.Option(
+        [], "--launcher-option", help="KEY=VALUE launcher setting, e.g. namespace=tao (repeatable)."
+    ),
     store: Optional[str] = typer.Option(None, "--store", help="Artifact store root (path or s3://)."),
     ptm: Optional[str] = typer.Option(None, "--ptm", help="Pretrained model URI."),
     emulate: Optional[bool] = typer.Option(None, "--emulate/--no-emulate", help="Force the TAO emulator."),
@@ -82,7 +85,8 @@ def run_command(
         overrides=parse_sets(sets, list(skill.actions)),
         pretrained_model=ptm,
         store=store,
-        launcher={"name": launcher, "emulate": emulate, "gpus": gpus, "nodes": nodes},
+        launcher={"name": launcher, "emulate": emulate, "gpus": gpus, "nodes": nodes,
+                  "options": parse_assignments(launcher_options)},
         automl={"enabled": automl, "max_trials": trials, "max_concurrent": concurrency,
                 "sampler": sampler, "pruner": pruner, "max_epochs": max_epochs, "seed": seed,
                 "parameters": params, "storage": storage},

@@ -17,13 +17,14 @@ def print_dry_run(model: str, parameters: PipelineParameters, console: Console) 
     store = ArtifactStore(request.store)
     plan = plan_pipeline(skill, request)
     specs = preflight(skill, request, plan, store)
-    console.print(f"[bold]{model} plan[/bold] (store {store.root}, launcher {parameters.launcher.name}):")
+    # The plan as YAML comments, so the whole output stays valid YAML (`| kubectl apply -f -`).
+    lines = [f"# {model} plan (store {store.root}, launcher {parameters.launcher.name}):"]
     for number, step in enumerate(plan.steps, 1):
         action = skill.actions[step.action]
-        console.print(f"  {number}. {step.name}  image={skill.image_for(step.action)}"
-                      + (f"  parent={action.parent}" if action.parent else ""))
-    for action, reason in plan.skipped:
-        console.print(f"  [yellow]skipped[/yellow] {action}: {reason}")
+        lines.append(f"#   {number}. {step.name}  image={skill.image_for(step.action)}"
+                     + (f"  parent={action.parent}" if action.parent else ""))
+    lines += [f"#   skipped {action}: {reason}" for action, reason in plan.skipped]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     if parameters.launcher.name == "kubernetes":
         from flows.k8s_dry_run import print_kubernetes_objects
 

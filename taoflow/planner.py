@@ -173,6 +173,37 @@ def preflight(skill: Skill, request: PipelineRequest, plan: Plan, store: Artifac
     return specs
 
 
+def planned_runs(skill: Skill, request: PipelineRequest, plan: Plan, specs: dict[str, dict],
+                 store: ArtifactStore) -> list[ActionRun]:
+    """ActionRuns of a dry run: the preflight specs, whose handoffs still read `<...>`, with run keys of
+    their own (what a launcher would be given if the parents' results were the placeholders)."""
+    runs = []
+    for step in plan.steps:
+        action = skill.actions[step.action]
+        spec = specs[step.name]
+        image = skill.image_for(step.action)
+        run_key = compute_run_key(model=skill.name, action=step.name, image=image, spec=spec)
+        runs.append(ActionRun(
+            model=skill.name, action=step.action, spec=spec, image=image, run_key=run_key,
+            results_uri=store.results_uri(skill.name, run_key, _results_folder(step)),
+            gpus=request.gpus if action.gpu else 0, nodes=request.nodes if action.multi_node else 1,
+            secret_overrides=_secret_overrides(action, request), timeout_seconds=request.timeout_seconds,
+            emulate=request.emulate,
+        ))
+    return runs
+
+
+def _results_folder(step: PlannedStep) -> str:
+    return f"{step.action}-{step.role}" if step.role else step.action
+
+
+def _secret_overrides(action, request: PipelineRequest) -> dict[str, str]:
+    """Spec keys the `key` handoff fills, mapped to the environment variable holding the secret."""
+    if not request.encryption_key_env:
+        return {}
+    return {key: request.encryption_key_env for key, fn in action.handoffs.items() if fn == "key"}
+
+
 def _problem_lines(exc: UserError, prefix: str = "") -> list[str]:
     """One line per problem of a UserError (its own list when it has one, else its message)."""
     return [prefix + p for p in exc.problems] if exc.problems else [prefix + str(exc)]
@@ -241,7 +272,7 @@ def prepare_run(ctx: RunContext, step: PlannedStep) -> ActionRun:
         model=skill.name, action=step.name, image=image, spec=identity_spec,
         input_digests=input_digests, parent_digests=parent_digest,
     )
-    results_uri = store.results_uri(skill.name, run_key, step.action if not step.role else f"{step.action}-{step.role}")
+    results_uri = store.results_uri(skill.name, run_key, _results_folder(step))
     resume = resolver.resume_model(store, results_uri) if "resume_model" in action.handoffs.values() else None
     handoffs = handoff_values(
         skill, step.action, ptm=request.ptm, results_uri=results_uri, parent_uri=parent_uri, resume=resume
@@ -250,11 +281,7 @@ def prepare_run(ctx: RunContext, step: PlannedStep) -> ActionRun:
         skill, step.action, data=request.data, handoffs=handoffs, overrides=overrides,
         upstream=upstream, role=step.role,
     )
-    secret_overrides = {
-        key: request.encryption_key_env
-        for key, fn in action.handoffs.items()
-        if fn == "key" and request.encryption_key_env
-    }
+    secret_overrides = _secret_overrides(action, request)
     return ActionRun(
         model=skill.name, action=step.action, spec=spec, image=image, run_key=run_key,
         results_uri=results_uri, gpus=request.gpus if action.gpu else 0,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from taoflow.dotted import get_dotted
 from taoflow.skill import Skill
 from taoflow.validate import ABSENT, MISSING_VALUE, Problem
 
@@ -40,12 +41,7 @@ class RuleContext:
         return self.skill.action(self.action).tao_action
 
     def get(self, key: str, default: Any = _ABSENT) -> Any:
-        node: Any = self.spec
-        for part in key.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return default
-            node = node[part]
-        return node
+        return get_dotted(self.spec, key, default)
 
     def is_skeleton(self, exclude: str = "") -> bool:
         """True for an unfilled template: every dataset and parent-model key of the action is unset."""

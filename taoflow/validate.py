@@ -20,6 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from taoflow.dotted import get_dotted
 from taoflow.errors import UserError
 from taoflow.skill import Skill
 
@@ -286,12 +287,7 @@ def schema_problems(compiled: CompiledSchema, spec: Mapping[str, Any], *, comple
 
 # ------------------------------------------------------------------ completeness
 def _get(spec: Mapping[str, Any], key: str) -> Any:
-    node: Any = spec
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _ABSENT
-        node = node[part]
-    return node
+    return get_dotted(spec, key, _ABSENT)
 
 
 def _leaves_with_missing(spec: Mapping[str, Any], prefix: str = "") -> Iterable[str]:

@@ -20,6 +20,9 @@ def prefect_server():
     server = PrefectServer()
     server.start()
     yield server
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler.flush()  # ship the last log batch while the server is still there
     server.stop()
 
 

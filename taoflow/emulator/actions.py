@@ -22,7 +22,8 @@ from typing import Any
 from taoflow.emulator import artifacts
 from taoflow.emulator.faults import Fault, FaultPlan
 from taoflow.emulator.models import EmulatedFailure, ModelEmulator
-from taoflow.emulator.spec import Spec, flatten
+from taoflow.dotted import flatten
+from taoflow.emulator.spec import Spec
 from taoflow.status import StatusWriter, format_duration
 
 DEFAULT_EPOCH_SECONDS = 0.05

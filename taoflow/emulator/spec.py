@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from taoflow.dotted import flatten, get_dotted, set_dotted
+
 _MISSING = object()
 
 
@@ -41,35 +43,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def set_dotted(spec: dict[str, Any], key: str, value: Any) -> None:
-    node = spec
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[parts[-1]] = value
 
 
-def get_dotted(spec: dict[str, Any], key: str, default: Any = None) -> Any:
-    node: Any = spec
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
-def flatten(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in spec.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any]) -> dict[str, Any]:

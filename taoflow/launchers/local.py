@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from taoflow.dotted import delete_dotted, get_dotted, set_dotted
 from taoflow.errors import UserError
 from taoflow.launchers.base import Event, Finished, LogLine
 from taoflow.runs import ActionResult, ActionRun
@@ -78,36 +79,6 @@ def _store_for(uri: str):
         scheme, rest = uri.split("://", 1)
         return ArtifactStore(f"{scheme}://{rest.split('/', 1)[0]}")
     return ArtifactStore(str(local_of(uri).parent))
-
-
-# --------------------------------------------------------------------------------------- dotted helpers
-
-def _get(spec: dict[str, Any], key: str) -> Any:
-    node: Any = spec
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set(spec: dict[str, Any], key: str, value: Any) -> None:
-    node = spec
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
-def _delete(spec: dict[str, Any], key: str) -> None:
-    node: Any = spec
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if not isinstance(node, dict) or part not in node:
-            return
-        node = node[part]
-    if isinstance(node, dict):
-        node.pop(parts[-1], None)
 
 
 def _map_strings(value: Any, fn) -> Any:
@@ -195,7 +166,7 @@ class LocalLauncher:
             spec = self._localise_results(run, spec, results_dir)
         spec = self._stage(run, spec, action, workdir)
         for key in run.secret_overrides:
-            _delete(spec, key)
+            delete_dotted(spec, key)
         spec_path = results_dir / SPEC_FILE
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
@@ -314,7 +285,7 @@ class LocalLauncher:
 
     def _extract_source(self, spec: dict[str, Any], ds: Any, inputs: Path) -> None:
         """A directory the skill says TAO needs but the dataset holds as an archive: extract it (safely)."""
-        value = _get(spec, ds.key)
+        value = get_dotted(spec, ds.key)
         values = value if isinstance(value, list) else [value]
         out = []
         for item in values:
@@ -331,7 +302,7 @@ class LocalLauncher:
             self._extract_uri(archive_uri, target, inputs)
             inner = target / ds.path if ds.path and (target / ds.path).is_dir() else target
             out.append(str(inner))
-        _set(spec, ds.key, out if isinstance(value, list) else out[0])
+        set_dotted(spec, ds.key, out if isinstance(value, list) else out[0])
 
     def _extract_uri(self, uri: str, target: Path, inputs: Path) -> None:
         from taoflow.archive import safe_extract
