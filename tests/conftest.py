@@ -20,9 +20,9 @@ def prefect_server():
     server = PrefectServer()
     server.start()
     yield server
-    from prefect.logging.handlers import APILogHandler
+    from prefect.logging.handlers import APILogWorker
 
-    APILogHandler.flush()  # ship the last log batch while the server is still there
+    APILogWorker.drain_all(timeout=5)  # ship the last log batch while the server is still there
     server.stop()
 
 
