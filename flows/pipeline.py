@@ -44,7 +44,7 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
         if step.action == "train" and params.automl.enabled:
             from flows.automl import automl_train_step
 
-            results[step.name] = automl_train_step(skill, request, store, results, params.automl, params.launcher)
+            results[step.name] = automl_train_step(request, results, params)
             continue
         run = prepare_run(RunContext(skill, request, store, results), step)
         outcome = launch.with_options(task_run_name=f"{model}-{step.name}")(

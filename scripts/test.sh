@@ -5,9 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 . .venv/bin/activate
-pip install -q --disable-pip-version-check -e '.[test]'
-pip install -q --disable-pip-version-check omegaconf requests
-pip install -q --disable-pip-version-check --no-deps nvidia-tao-core==7.3.0
+install() {  # quiet unless it fails
+  if ! pip install --disable-pip-version-check "$@" > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    echo "pip install $* failed" >&2
+    exit 1
+  fi
+}
+install -e '.[test]'
+install omegaconf requests
+install --no-deps nvidia-tao-core==7.3.0
 set +e
 python -m pytest -q -p no:cacheprovider "$@"
 rc=$?

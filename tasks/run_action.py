@@ -90,7 +90,7 @@ def run_action(run: ActionRun, store_root: str, launcher: str = "local",
     run = refresh_resume(skill, store, run)
     if run.spec.get("train", {}).get("resume_training_checkpoint_path"):
         logger.info("resuming from %s", run.spec["train"]["resume_training_checkpoint_path"])
-    result = launch_and_follow(run, launcher, launcher_options or {}, logger)
+    result = launch_and_follow(run, launcher, launcher_options or {}, logger, store_root=store_root)
     store.write_result(run.results_uri, result)
     if result.ok:
         return result.to_dict()
@@ -110,8 +110,9 @@ def _stored_success(store: ArtifactStore, run: ActionRun) -> ActionResult | None
     return stored if stored is not None and stored.ok and stored.run_key == run.run_key else None
 
 
-def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any], logger) -> ActionResult:
-    launcher = make_launcher(launcher_name, options, run)
+def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any], logger,
+                      store_root: str | None = None) -> ActionResult:
+    launcher = make_launcher(launcher_name, options, store_root)
     handle = launcher.submit(run)
     artifact_key = f"{run.model}-{run.action}-progress".replace("_", "-").lower()
     artifact_id = create_progress_artifact(
@@ -144,13 +145,14 @@ def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any
     return result
 
 
-def make_launcher(name: str, options: dict[str, Any], run: ActionRun):
-    """Engine launchers by name; `workpool` (Prefect's run_deployment) lives in this layer."""
+def make_launcher(name: str, options: dict[str, Any], store_root: str | None = None):
+    """Engine launchers by name; `workpool` (Prefect's run_deployment, reading results back from the
+    store at `store_root`) lives in this layer."""
     if name == "workpool":
         from tasks.workpool import WorkPoolLauncher
 
-        options = dict(options)
-        store_root = options.pop("store_root", None) or run.results_uri.split("/runs/", 1)[0]
+        if not store_root:
+            raise ValueError("the workpool launcher needs the store root")
         return WorkPoolLauncher(store_root, **options)
     return get_launcher(name, **options)
 

@@ -1,0 +1,97 @@
+"""The AutoML sweep flow: Optuna trials as TAO train jobs, in parallel up to the GPU budget, pruned at rung
+epochs, durable in the study's storage; the best trial's result is the pipeline's train result.
+
+It runs as the train step of any model pipeline (`automl.enabled`) and standalone (`tao-automl-sweep`,
+`taoflow tune`), which runs the pipeline up to train (Sparse4D's dataset_convert first) with AutoML on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+
+from flows.parameters import AutoMLSettings, LauncherProfile, PipelineParameters
+from tasks.run_action import make_launcher
+from taoflow.automl.sweep import SweepOptions, run_sweep
+from taoflow.errors import UserError
+from taoflow.planner import PipelineRequest
+from taoflow.runs import ActionResult
+from taoflow.skill import PIPELINE_ORDER, load_skill
+from taoflow.store import ArtifactStore
+
+
+@flow(name="tao-automl-train")
+def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], automl: AutoMLSettings,
+                 launcher: LauncherProfile) -> dict[str, Any]:
+    """The sweep that stands in for `train`; returns the best trial's ActionResult (as a dict)."""
+    logger = get_run_logger()
+    skill = load_skill(request.model)
+    store = ArtifactStore(request.store)
+    key = f"{skill.name}-automl".replace("_", "-")
+    progress_id = create_progress_artifact(0.0, key=f"{key}-progress",
+                                           description=f"{skill.name} AutoML: starting")
+    last = [0.0]
+
+    def on_update(rows: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        finished = sum(1 for r in rows if r["state"] in ("COMPLETE", "PRUNED", "FAIL"))
+        running = sum(1 for r in rows if r["state"] in ("RUNNING", "PRUNING"))
+        update_progress_artifact(progress_id, progress=100.0 * finished / max(automl.max_trials, 1),
+                                 description=f"{skill.name} AutoML: {finished}/{automl.max_trials} trials "
+                                             f"finished, {running} running")
+
+    trial_launcher = make_launcher(launcher.name, dict(launcher.options), store.root)
+    result = run_sweep(
+        skill, request, store, trial_launcher,
+        SweepOptions(max_trials=automl.max_trials, max_concurrent=automl.max_concurrent,
+                     max_epochs=automl.max_epochs, sampler=automl.sampler, pruner=automl.pruner,
+                     seed=automl.seed, parameters=list(automl.parameters), storage=automl.storage),
+        upstream={name: ActionResult.from_dict(res) for name, res in upstream.items()},
+        on_update=on_update,
+    )
+    create_table_artifact(table=trial_rows(result.trials), key=f"{key}-trials",
+                          description=f"{skill.name} AutoML trials (study {result.study_name}, {result.storage})")
+    update_progress_artifact(progress_id, progress=100.0, description=f"{skill.name} AutoML: best trial "
+                             f"{result.best_number} {result.metric}={result.best_value}")
+    if result.best_result is None:
+        raise UserError(f"no AutoML trial of {skill.name} completed; see the trials table ({key}-trials)")
+    logger.info("best trial %s: %s=%s params=%s (%d GPU-epochs in all)", result.best_number, result.metric,
+                result.best_value, result.best_params, result.gpu_epochs)
+    return result.best_result.to_dict()
+
+
+def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for t in trials:
+        rows.append({
+            "trial": t["number"], "state": t["state"], "value": t["value"],
+            "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in sorted(t["params"].items())),
+            "KPI per rung": ", ".join(f"{e}:{v:.4g}" for e, v in sorted(
+                ((int(k), v) for k, v in (t.get("kpi_per_rung") or {}).items()))),
+            "GPU-epochs": t.get("gpu_epochs", 0), "results": t.get("results_uri") or "",
+        })
+    return rows
+
+
+def automl_train_step(request: PipelineRequest, results: dict[str, ActionResult], params: PipelineParameters
+                      ) -> ActionResult:
+    best = automl_train(request, {n: r.to_dict() for n, r in results.items()}, params.automl, params.launcher)
+    return ActionResult.from_dict(best)
+
+
+@flow(name="tao-automl-sweep")
+def tao_automl_sweep(model: str, params: PipelineParameters) -> dict[str, Any]:
+    """Standalone sweep: the model's pipeline up to train (its dataset_convert too) with AutoML on."""
+    from flows.pipeline import run_pipeline
+
+    skill = load_skill(model)
+    upto = [a for a in PIPELINE_ORDER[: PIPELINE_ORDER.index("train") + 1] if a in skill.actions]
+    tuned = params.model_copy(update={"actions": upto, "automl": params.automl.model_copy(update={"enabled": True})})
+    return run_pipeline(model, tuned)

@@ -1,0 +1,80 @@
+"""A sweep as a pipeline's train step: the planner builds each trial's train run, the controller runs them.
+
+Shared by the Prefect sweep flow (flows/automl.py) and `taoflow tune`, so both name studies, trials and
+run keys the same way: a rerun after the controller died attaches to the same study and the same jobs.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from taoflow.automl.controller import SweepController, SweepResult
+from taoflow.automl.space import build_space
+from taoflow.automl.study import default_storage, open_study, settings_for, study_name
+from taoflow.launchers.base import Launcher
+from taoflow.planner import PipelineRequest, PlannedStep, RunContext, digest_uri, prepare_run
+from taoflow.runs import ActionResult, ActionRun
+from taoflow.skill import Skill
+from taoflow.store import ArtifactStore
+
+
+@dataclass
+class SweepOptions:
+    max_trials: int = 16
+    max_concurrent: int = 4
+    max_epochs: int | None = None
+    sampler: str = "tpe"
+    pruner: str = "asha"
+    seed: int = 0
+    parameters: list[str] = field(default_factory=list)
+    storage: str | None = None
+
+
+def run_sweep(
+    skill: Skill,
+    request: PipelineRequest,
+    store: ArtifactStore,
+    launcher: Launcher,
+    options: SweepOptions,
+    *,
+    upstream: dict[str, ActionResult] | None = None,
+    on_update: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> SweepResult:
+    """Run (or resume) the AutoML sweep that replaces `train` in `request`'s pipeline."""
+    max_epochs = options.max_epochs or _train_epochs(request)
+    settings = settings_for(
+        skill, sampler=options.sampler, pruner=options.pruner, max_trials=options.max_trials,
+        max_concurrent=options.max_concurrent, max_epochs=max_epochs, seed=options.seed,
+    )
+    space = build_space(skill, options.parameters)
+    base = {
+        "datasets": {role: digest_uri(uri) for role, uri in sorted(request.data.items())},
+        "overrides": request.overrides,
+        "ptm": request.ptm,
+        "upstream": {name: res.run_key for name, res in sorted((upstream or {}).items())},
+    }
+    name = study_name(settings, space, base)
+    storage = options.storage or default_storage(store.root, skill.name, name)
+    study = open_study(settings, space, storage=storage, name=name)
+    results = dict(upstream or {})
+
+    def make_run(trial_overrides: dict[str, Any], _number: int) -> ActionRun:
+        trial_request = copy.deepcopy(request)
+        trial_request.overrides.setdefault("train", {}).update(trial_overrides)
+        return prepare_run(RunContext(skill, trial_request, store, results), PlannedStep("train"))
+
+    controller = SweepController(
+        study, space, settings, skill, launcher, make_run, store=store, storage_url=storage, on_update=on_update
+    )
+    return controller.run()
+
+
+def _train_epochs(request: PipelineRequest) -> int:
+    """The user's train.num_epochs (train overrides, then model-wide), else TAO AutoML's 27."""
+    for scope in ("train", "*"):
+        value = request.overrides.get(scope, {}).get("train.num_epochs")
+        if value:
+            return int(value)
+    return 27
