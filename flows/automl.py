@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from flows.parameters import AutoMLSettings, LauncherProfile, PipelineParameters
+from tasks.progress import publish_trials
 from tasks.run_action import make_launcher
 from taoflow.automl.sweep import SweepOptions, run_sweep
 from taoflow.errors import UserError
@@ -36,6 +37,7 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
     last = [0.0]
 
     def on_update(rows: list[dict[str, Any]]) -> None:
+        publish_trials(skill.name, rows)
         now = time.monotonic()
         if now - last[0] < 1.0:
             return
@@ -55,6 +57,7 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
         upstream={name: ActionResult.from_dict(res) for name, res in upstream.items()},
         on_update=on_update,
     )
+    publish_trials(skill.name, result.trials)
     create_table_artifact(table=trial_rows(result.trials), key=f"{key}-trials",
                           description=f"{skill.name} AutoML trials (study {result.study_name}, {result.storage})")
     update_progress_artifact(progress_id, progress=100.0, description=f"{skill.name} AutoML: best trial "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from taoflow.cli import app, run_cli
@@ -72,19 +73,8 @@ def run_command(
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL."),
 ) -> None:
     """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine)."""
-    from flows import MODEL_FLOWS, model_flow
-    from taoflow.skill import load_skill
-
-    skill = load_skill(model)
-    if model not in MODEL_FLOWS:
-        raise UserError(f"no pipeline flow for {model!r}")
-    _, params_cls = model_flow(model)
-    parameters = params_cls(
-        datasets=parse_data(data),
-        actions=[a.strip() for a in actions.split(",") if a.strip()] if actions else None,
-        overrides=parse_sets(sets, list(skill.actions)),
-        pretrained_model=ptm,
-        store=store,
+    parameters = build_parameters(
+        model, data=data, actions=actions, sets=sets, ptm=ptm, store=store,
         launcher={"name": launcher, "emulate": emulate, "gpus": gpus, "nodes": nodes,
                   "options": parse_assignments(launcher_options)},
         automl={"enabled": automl, "max_trials": trials, "max_concurrent": concurrency,
@@ -99,6 +89,78 @@ def run_command(
     from flows.live import run_with_live_display
 
     run_with_live_display(model, parameters, console)
+
+
+def build_parameters(model: str, *, data: list[str], actions: Optional[str], sets: list[str], ptm: Optional[str],
+                     store: Optional[str], launcher: dict[str, Any], automl: dict[str, Any]):
+    """The model flow's parameters from command-line values."""
+    from flows import MODEL_FLOWS, model_flow
+    from taoflow.skill import load_skill
+
+    skill = load_skill(model)
+    if model not in MODEL_FLOWS:
+        raise UserError(f"no pipeline flow for {model!r}")
+    _, params_cls = model_flow(model)
+    try:
+        return params_cls(
+            datasets=parse_data(data),
+            actions=[a.strip() for a in actions.split(",") if a.strip()] if actions else None,
+            overrides=parse_sets(sets, list(skill.actions)),
+            pretrained_model=ptm,
+            store=store,
+            launcher=launcher,
+            automl=automl,
+        )
+    except ValidationError as exc:
+        raise UserError("invalid options", [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        ]) from None
+
+
+@app.command("tune")
+def tune_command(
+    model: str = typer.Argument(..., help="rtdetr, centerpose, action_recognition, sparse4d, nvpanoptix3d"),
+    data: list[str] = typer.Option([], "--data", help="ROLE=URI (train, eval, ...)."),
+    sets: list[str] = typer.Option([], "--set", help="ACTION.KEY=VALUE spec override (repeatable)."),
+    trials: int = typer.Option(16, "--trials", help="Trials in all (the budget)."),
+    concurrency: int = typer.Option(4, "--concurrency", help="Trials running at once (the GPU budget)."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe | gp | random | grid"),
+    pruner: str = typer.Option("asha", "--pruner", help="asha | hyperband | none"),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    params: list[str] = typer.Option([], "--param", help="KEY=LOW:HIGH[:log] or KEY=a,b,c"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default SQLite)."),
+    resume: bool = typer.Option(False, "--resume", help="Attach to the existing study (the default "
+                                "whenever the same sweep runs again; kept for scripts that say so)."),
+    launcher: str = typer.Option("local", "--launcher"),
+    store: Optional[str] = typer.Option(None, "--store"),
+    ptm: Optional[str] = typer.Option(None, "--ptm"),
+    emulate: Optional[bool] = typer.Option(None, "--emulate/--no-emulate"),
+    gpus: int = typer.Option(1, "--gpus"),
+) -> None:
+    """Run an AutoML sweep (train only) with a live trials table; prints the best trial."""
+    from flows.automl import tao_automl_sweep
+    from flows.live import print_summary, run_with_trials_display
+
+    parameters = build_parameters(
+        model, data=data, actions=None, sets=sets, ptm=ptm, store=store,
+        launcher={"name": launcher, "emulate": emulate, "gpus": gpus},
+        automl={"enabled": True, "max_trials": trials, "max_concurrent": concurrency, "sampler": sampler,
+                "pruner": pruner, "max_epochs": max_epochs, "seed": seed, "parameters": params,
+                "storage": storage},
+    )
+    from taoflow.skill import load_skill
+
+    summary, rows = run_with_trials_display(lambda: tao_automl_sweep(model, parameters), console)
+    print_summary(summary, console)
+    automl = load_skill(model).automl
+    complete = [r for r in rows if r["state"] == "COMPLETE" and r.get("value") is not None]
+    if complete:
+        pick = max if automl.direction == "maximize" else min
+        best = pick(complete, key=lambda r: r["value"])
+        console.print(f"best trial {best['number']}: {automl.metric} = {best['value']:.4g} "
+                      f"({automl.direction}), {sum(int(r.get('gpu_epochs') or 0) for r in rows)} GPU-epochs "
+                      f"in all\n  params: {best['params']}\n  results: {best['results_uri']}")
 
 
 @app.command("demo")

@@ -86,3 +86,48 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print(table)
     for skipped in summary.get("skipped", []):
         console.print(f"[yellow]skipped[/yellow] {skipped['action']}: {skipped['reason']}")
+
+
+def trials_table(model: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{model} AutoML trials")
+    for column in ("trial", "state", "value", "params", "GPU-epochs"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        params = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+                           for k, v in sorted(row["params"].items()))
+        value = "" if row.get("value") is None else f"{row['value']:.4g}"
+        table.add_row(str(row["number"]), row["state"], value, params, str(row.get("gpu_epochs", 0)))
+    return table
+
+
+def run_with_trials_display(run, console: Console) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run `run()` (a sweep) while a live table shows its trials; returns its summary and the last rows."""
+    from tasks.progress import subscribe_trials
+
+    latest: dict[str, Any] = {"model": "", "rows": []}
+    lock = threading.Lock()
+
+    def on_rows(model: str, rows: list[dict[str, Any]]) -> None:
+        with lock:
+            latest.update(model=model, rows=rows)
+
+    unsubscribe = subscribe_trials(on_rows)
+    try:
+        with Live(trials_table("", []), console=console, refresh_per_second=4) as live:
+            stop = threading.Event()
+
+            def refresh() -> None:
+                while not stop.wait(0.25):
+                    with lock:
+                        live.update(trials_table(latest["model"], latest["rows"]))
+
+            threading.Thread(target=refresh, daemon=True).start()
+            try:
+                summary = run()
+            finally:
+                stop.set()
+                with lock:
+                    live.update(trials_table(latest["model"], latest["rows"]))
+    finally:
+        unsubscribe()
+    return summary, latest["rows"]

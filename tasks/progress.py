@@ -21,3 +21,18 @@ def subscribe(listener: Listener) -> Callable[[], None]:
 def publish(run: ActionRun, event: Event) -> None:
     for listener in list(_listeners):
         listener(run, event)
+
+
+TrialsListener = Callable[[str, list[dict]], None]
+_trial_listeners: list[TrialsListener] = []
+
+
+def subscribe_trials(listener: TrialsListener) -> Callable[[], None]:
+    """Follow an AutoML sweep's trials table (model, rows) as it changes."""
+    _trial_listeners.append(listener)
+    return lambda: _trial_listeners.remove(listener) if listener in _trial_listeners else None
+
+
+def publish_trials(model: str, rows: list[dict]) -> None:
+    for listener in list(_trial_listeners):
+        listener(model, rows)
