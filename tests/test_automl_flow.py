@@ -1,0 +1,70 @@
+"""The AutoML sweep as the train step of a pipeline, on the emulator, against a real Prefect API:
+parallel trials within the GPU budget, pruned jobs stopped, the best trial's checkpoint handed to evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import optuna
+import yaml
+
+from flows import model_flow
+from flows.demo import demo_parameters
+from taoflow.datasets import write_sample_data
+
+PID_FILE = ".taoflow_run.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, delta in edges:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def test_sixteen_trials_four_at_a_time_best_goes_to_evaluate(tmp_path, prefect_api, monkeypatch):
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0.03")
+    write_sample_data("rtdetr", tmp_path / "data")
+    store = tmp_path / "store"
+    params = demo_parameters(
+        "rtdetr", tmp_path / "data", str(store), actions=["train", "evaluate"],
+        automl={"enabled": True, "max_trials": 16, "max_concurrent": 4, "max_epochs": 9, "seed": 3},
+    )
+    flow_fn, _ = model_flow("rtdetr")
+    summary = flow_fn(params)
+    assert summary["results"]["evaluate"]["status"] == "SUCCESS"
+
+    (db,) = (store / "automl" / "rtdetr").glob("*.db")
+    storage = f"sqlite:///{db}"
+    (summary_study,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary_study.study_name, storage=storage)
+    trials = study.get_trials()
+    assert len(trials) == 16
+    intervals = [(t.user_attrs["submitted_at"], t.user_attrs["finished_at"]) for t in trials]
+    assert _max_overlap(intervals) <= 4
+
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, "ASHA pruned nothing in 16 trials"
+    for trial in pruned:
+        pid_file = Path(trial.user_attrs["results_uri"]) / PID_FILE
+        if pid_file.exists():
+            assert not _alive(json.loads(pid_file.read_text())["pid"]), f"trial {trial.number} still running"
+
+    best = study.best_trial
+    evaluate_spec = yaml.safe_load(
+        (Path(summary["results"]["evaluate"]["results_uri"]) / "spec.yaml").read_text()
+    )
+    assert evaluate_spec["evaluate"]["checkpoint"].startswith(best.user_attrs["results_uri"] + "/")
+    assert summary["results"]["train"]["results_uri"] == best.user_attrs["results_uri"]
