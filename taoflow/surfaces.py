@@ -56,7 +56,7 @@ class Surface:
     lr_key: str = "train.optim.lr"
 
 
-def _rate(key: str, default: float, optimum: float, below: float = 0.7, above: float = 0.4,
+def _rate(key: str, default: float, optimum: float, below: float = 1.0, above: float = 0.6,
           importance: float = 0.97) -> Term:
     return Term(key, default, optimum, "log", below, above, importance)
 
@@ -226,11 +226,11 @@ def kpis(model: str, params: Mapping[str, Any], epoch: int, num_epochs: int, see
     noise = 1.0 + run_noise + epoch_noise
 
     # Faster early learning with a higher rate (bounded), slower with a low one.
-    tau = surface.tau / min(max(lr_ratio, 0.05), 3.0) ** 0.75
+    tau = surface.tau / min(max(lr_ratio, 0.05), 2.0) ** 0.3
     progress = 1.0 - math.exp(-(max(int(epoch), 0) + 1) / tau)
     final = surface.floor + (surface.peak - surface.floor) * quality
     score = (surface.floor + (final - surface.floor) * progress) * noise  # "higher is better" in [0, 1)
-    loss_final = surface.loss_min + (surface.loss_max - surface.loss_min) * (1.0 - quality) * 0.6
+    loss_final = surface.loss_min * (1.0 + 1.5 * (1.0 - quality))
     train_loss = (loss_final + (surface.loss_max - loss_final) * (1.0 - progress) ** 1.3) * (2.0 - noise)
 
     if model == "rtdetr":

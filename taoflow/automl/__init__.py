@@ -1,0 +1,4 @@
+"""AutoML engine: search space (space.py), Optuna study (study.py), trial controller (controller.py).
+
+No Prefect here: the sweep flow (flows/automl.py) and `taoflow tune` drive `SweepController`.
+"""

@@ -1,0 +1,193 @@
+"""The Optuna side of a sweep: settings, sampler, pruner, rungs, storage and the study's durable name.
+
+- Samplers: `tpe` (default; seeded, multivariate, constant liar so parallel trials do not all crowd the
+  same spot), `gp` (Optuna's GPSampler when torch is installed, else `taoflow.automl.gp.NumpyGPSampler`),
+  `random`, `grid` (ranges become `grid_points` values each).
+- Pruners: `asha` (SuccessiveHalving: rungs at min_resource × reduction_factor^k epochs, 1/3/9/27 by
+  default), `hyperband`, `none`. Optuna steps are *epochs completed* (TAO's 0-based epoch + 1).
+- Storage: SQLite beside a local store (`<store>/automl/<model>/<study>.db`), or any SQLAlchemy URL
+  (Postgres for a shared controller); both open in optuna-dashboard.
+- Study name: `<model>-<hash of the sweep's identity>`; the identity leaves out `max_trials` and
+  `max_concurrent`, so running the same sweep again (or with a bigger budget) attaches to the same study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+
+from taoflow.automl.space import SearchSpace
+from taoflow.errors import UserError
+from taoflow.runs import canonical_json
+from taoflow.skill import Skill
+
+SAMPLERS = ("tpe", "gp", "random", "grid")
+PRUNERS = ("asha", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    model: str
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    sampler: str = "tpe"
+    pruner: str = "asha"
+    max_trials: int = 16
+    max_concurrent: int = 4
+    max_epochs: int = 27
+    seed: int = 0
+    min_resource: int = 1
+    reduction_factor: int = 3
+    grid_points: int = 3
+
+    def check(self) -> SweepSettings:
+        problems = []
+        if self.sampler not in SAMPLERS:
+            problems.append(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            problems.append(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
+        if self.direction not in ("maximize", "minimize"):
+            problems.append(f"direction {self.direction!r}: maximize or minimize")
+        for name in ("max_trials", "max_concurrent", "max_epochs", "min_resource"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name}={getattr(self, name)}: must be at least 1")
+        if self.reduction_factor < 2:
+            problems.append(f"reduction_factor={self.reduction_factor}: must be at least 2")
+        if self.grid_points < 2:
+            problems.append(f"grid_points={self.grid_points}: must be at least 2")
+        if self.min_resource > self.max_epochs:
+            problems.append(f"min_resource={self.min_resource} exceeds max_epochs={self.max_epochs}")
+        if problems:
+            raise UserError("invalid AutoML settings", problems)
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two sweeps the same study (the budget is not part of it)."""
+        data = asdict(self)
+        data.pop("max_trials")
+        data.pop("max_concurrent")
+        return data
+
+
+def settings_for(skill: Skill, **options: Any) -> SweepSettings:
+    """Settings with the skill's AutoML metric and direction (options override any field)."""
+    values: dict[str, Any] = {"model": skill.name, "metric": skill.automl.metric,
+                              "direction": skill.automl.direction}
+    values.update({k: v for k, v in options.items() if v is not None})
+    return SweepSettings(**values).check()
+
+
+# ------------------------------------------------------------------------------------------- rungs
+
+def rung_epochs(settings: SweepSettings) -> list[int]:
+    """Epoch counts at which ASHA/Hyperband decide (1, 3, 9, 27 by default); always ends at max_epochs."""
+    rungs, resource = [], settings.min_resource
+    while resource < settings.max_epochs:
+        rungs.append(resource)
+        resource *= settings.reduction_factor
+    rungs.append(settings.max_epochs)
+    return rungs
+
+
+def trial_overrides(skill: Skill, space: SearchSpace, values: Mapping[str, Any],
+                    settings: SweepSettings) -> dict[str, Any]:
+    """Spec overrides of one trial: the skill's AutoML overrides, the trial's values, the epoch budget and
+    checkpoint/validation intervals that divide every rung (a pruning decision needs the metric at the
+    rung; a preempted trial resumes from a checkpoint no older than the last rung)."""
+    interval = 0
+    for rung in rung_epochs(settings):
+        interval = math.gcd(interval, rung)
+    out: dict[str, Any] = dict(skill.automl.overrides)
+    out.update(space.overrides(values))
+    out["train.num_epochs"] = settings.max_epochs
+    if settings.pruner != "none":
+        out["train.checkpoint_interval"] = interval
+        out["train.validation_interval"] = interval
+    return out
+
+
+# ------------------------------------------------------------------------------------------- optuna parts
+
+def make_sampler(settings: SweepSettings, space: SearchSpace, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler. `seed_offset` (the number of trials already in the study) keeps a reattached sweep from
+    replaying the first suggestions of its seed; a fresh sweep uses the seed as given."""
+    seed = settings.seed if seed_offset == 0 else _mix(settings.seed, seed_offset)
+    if settings.sampler == "tpe":
+        startup = max(4, min(10, settings.max_trials // 4))
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                          n_startup_trials=startup)
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.sampler == "grid":
+        return optuna.samplers.GridSampler(space.grid(settings.grid_points), seed=seed)
+    try:
+        import torch  # noqa: F401  — Optuna's GPSampler needs it
+    except ImportError:
+        from taoflow.automl.gp import NumpyGPSampler
+
+        return NumpyGPSampler(seed=seed, n_startup_trials=max(4, min(10, settings.max_trials // 4)))
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def _mix(seed: int, offset: int) -> int:
+    return int(hashlib.sha256(f"{seed}:{offset}".encode()).hexdigest()[:8], 16)
+
+
+def make_pruner(settings: SweepSettings) -> optuna.pruners.BasePruner:
+    if settings.pruner == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=settings.min_resource,
+                                                      reduction_factor=settings.reduction_factor)
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=settings.min_resource, max_resource=settings.max_epochs,
+                                              reduction_factor=settings.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def study_name(settings: SweepSettings, space: SearchSpace, base: Mapping[str, Any] | None = None) -> str:
+    """`<model>-<hash>` of the settings' identity, the space, and the caller's base (datasets, overrides)."""
+    identity = {"settings": settings.identity(), "space": space.describe(), "base": dict(base or {})}
+    return f"{settings.model}-{hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]}"
+
+
+def default_storage(store_root: str | Path, model: str, name: str) -> str:
+    """SQLite file beside a local store: `<store>/automl/<model>/<study>.db` (a remote store needs a URL)."""
+    root = str(store_root)
+    if "://" in root and not root.startswith("file://"):
+        raise UserError(f"the store {root} is remote; an AutoML study needs --storage (e.g. "
+                        f"postgresql://user@host/db) or a local store for its SQLite file")
+    folder = Path(root.removeprefix("file://")).absolute() / "automl" / model
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / (name + '.db')}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    if url.startswith("sqlite:"):
+        # A waiting writer beats "database is locked" when optuna-dashboard reads the same file.
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url)
+
+
+def open_study(settings: SweepSettings, space: SearchSpace, *, storage: str, name: str) -> optuna.Study:
+    """Create the study or attach to it (same name → same study, its finished trials kept)."""
+    backend = open_storage(storage)
+    try:
+        existing = optuna.load_study(study_name=name, storage=backend)
+        offset = len(existing.get_trials(deepcopy=False))
+    except KeyError:
+        offset = 0
+    study = optuna.create_study(
+        storage=backend, study_name=name, direction=settings.direction, load_if_exists=True,
+        sampler=make_sampler(settings, space, seed_offset=offset), pruner=make_pruner(settings),
+    )
+    if offset == 0:
+        study.set_user_attr("model", settings.model)
+        study.set_user_attr("metric", settings.metric)
+        study.set_user_attr("settings", asdict(settings))
+        study.set_user_attr("space", space.describe())
+    return study
