@@ -6,6 +6,7 @@ in a real artifact store, and the checks read Prefect's own task-run states back
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -33,11 +34,18 @@ def _run(model: str, params, return_state: bool = False):
     return flow_fn(params, return_state=return_state) if return_state else flow_fn(params)
 
 
-def _task_states(flow_run_id) -> dict[str, str]:
-    """Task run name → state name of one flow run, read back from the Prefect API."""
+def _task_states(flow_run_id, timeout: float = 30.0) -> dict[str, str]:
+    """Task run name → final state name of one flow run, read back from the Prefect API (task-run states
+    reach the API through its event pipeline, a moment after the flow returns)."""
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {run.name: run.state.name for run in runs if run.state}
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if (runs and all(r.state and r.state.is_final() for r in runs)) or time.monotonic() > deadline:
+                return {run.name: run.state.name for run in runs if run.state}
+            time.sleep(0.2)
 
 
 def _epochs_trained(results_uri: str) -> list[int]:
