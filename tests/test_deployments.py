@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from uuid import UUID
 
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
 
 from taoflow.datasets import write_sample_data
 
@@ -55,32 +62,36 @@ def test_deploy_all_then_a_local_worker_runs_the_rtdetr_pipeline(tmp_path, prefe
     }}
     started = _prefect(["deployment", "run", "rtdetr-pipeline/rtdetr-local", "--params", json.dumps(params)], env)
     assert started.returncode == 0, started.stdout + started.stderr
+    flow_run_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", started.stdout).group(1))
 
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "tao-local"], cwd=tmp_path, env=env,
         stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        pipeline_run = _wait_for_final("rtdetr-pipeline", timeout=300)
+        pipeline_run = _wait_for_final(flow_run_id, timeout=300)
     finally:
         worker.terminate()
         worker.wait(30)
     log = (tmp_path / "worker.log").read_text(errors="replace")
     assert pipeline_run.state.is_completed(), log[-3000:]
     with get_client(sync_client=True) as client:
-        actions = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["tao-action"])))
+        actions = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["tao-action"])),
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+        )
     names = sorted(run.name.rsplit("-", 1)[0] for run in actions if run.state.is_completed())
     assert names == sorted(f"rtdetr-{a}" for a in
                            ("train", "evaluate", "export", "quantize", "gen_trt_engine", "trt_evaluate"))
     assert (tmp_path / "store" / "runs" / "rtdetr" / "MODEL_CARD.md").is_file()
 
 
-def _wait_for_final(flow_name: str, timeout: float):
+def _wait_for_final(flow_run_id: UUID, timeout: float):
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
-            if runs and runs[0].state and runs[0].state.is_final():
-                return runs[0]
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return run
             time.sleep(1)
-    raise AssertionError(f"{flow_name} did not finish within {timeout} s")
+    raise AssertionError(f"flow run {flow_run_id} did not finish within {timeout} s")
