@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -82,16 +83,19 @@ def test_train_killed_at_epoch_5_retries_and_resumes(sample_root, tmp_path, pref
     monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "sigkill@epoch:5")
     params = demo_parameters(
         "rtdetr", sample_root / "rtdetr", str(tmp_path / "store"), actions=["train", "evaluate"],
-        overrides={"train": {"train.num_epochs": 10, "train.checkpoint_interval": 2}},
+        overrides={"train": {"train.num_epochs": 10, "train.checkpoint_interval": 1}},
     )
     summary = _run("rtdetr", params)
     train = summary["results"]["train"]
     assert train["status"] == "SUCCESS"
+    results = Path(train["results_uri"])
+    resumed_from = yaml.safe_load((results / "spec.yaml").read_text())["train"]["resume_training_checkpoint_path"]
+    assert Path(resumed_from).name.startswith("model_epoch_004_"), "resumed from the checkpoint of epoch 5"
     epochs = _epochs_trained(train["results_uri"])
     assert max(epochs) == 9
-    assert len(epochs) <= 10 + 2, f"trained {len(epochs)} emulated epochs in total: {epochs}"
-    names = sorted(p.name for p in Path(train["results_uri"]).glob("model_epoch_*.pth"))
-    assert [n[:15] for n in names] == [f"model_epoch_{e:03d}" for e in (1, 3, 5, 7, 9)]
+    assert len(epochs) <= 10 + 1, f"trained {len(epochs)} emulated epochs in total: {epochs}"
+    names = sorted(p.name for p in results.glob("model_epoch_*.pth"))
+    assert [n[:15] for n in names] == [f"model_epoch_{e:03d}" for e in range(10)]
 
 
 def test_rerun_launches_nothing_and_an_evaluate_change_reruns_evaluate_alone(sample_root, tmp_path, prefect_api):
