@@ -13,6 +13,9 @@ pytest_plugins = ["tests.s3server"]
 
 os.environ.setdefault("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0")
 os.environ.setdefault("TAOFLOW_LOCK_LEASE_SECONDS", "5")
+# Every test that talks to Prefect uses the shared loopback server (`prefect_api`); one that forgot would
+# otherwise start an embedded server of its own, slowly and silently.
+os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import signal
@@ -53,7 +54,11 @@ def test_two_concurrent_flows_with_the_same_inputs_train_once(tmp_path, prefect_
     )
     flow_fn, _ = model_flow("rtdetr")
     outcomes: list = []
-    threads = [threading.Thread(target=lambda: outcomes.append(flow_fn(params))) for _ in range(2)]
+    # Each thread carries this test's Prefect settings (a context variable) to the flow it runs.
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(lambda: outcomes.append(flow_fn(params)),))
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
