@@ -25,7 +25,6 @@ rebuilds it, because a training pod may have written files since.
 
 from __future__ import annotations
 
-import json
 import math
 import posixpath
 import re
@@ -33,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from taoflow.status import parse_status_lines
 from taoflow.store import ArtifactStore, StoreEntry
 
 Kind = Literal["checkpoint", "best", "latest", "onnx", "engine", "cal_cache"]
@@ -164,16 +164,7 @@ def parse_status(text: str, into: EpochKpis | None = None) -> EpochKpis:
     kpis = into or EpochKpis()
     seen: dict[tuple[str, str], float] = {}
     epoch: int | None = None
-    for raw in text.splitlines():
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            line = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(line, dict):
-            continue
+    for line in parse_status_lines(text.splitlines()):
         if line.get("epoch") is not None:
             try:
                 epoch = int(line["epoch"])

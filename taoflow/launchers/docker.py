@@ -37,15 +37,15 @@ from taoflow.k8s import (
     run_document,
     run_labels,
 )
-from taoflow.launchers.base import Event, Finished, LogLine
+from taoflow.launchers.base import Event, Finished
 from taoflow.launchers.kubernetes import remove_stale_result, store_status_events
+from taoflow.launchers.logstream import drain_lines, pump_lines
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Skill, load_skill
 from taoflow.status import classify_failure, final_and_best
 
 RUN_DIR = "/run/taoflow"
 CONTAINER_HOME = "/tmp/taoflow"  # writable for any UID (the container runs as the caller)
-LOG_TAIL_LINES = 4000
 STORE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
              "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 
@@ -209,26 +209,12 @@ class DockerLauncher:
     # ------------------------------------------------------------------ follow
     def _follow(self, handle: DockerHandle) -> None:
         try:
-            buffer = b""
-            for chunk in handle.container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for raw in lines:
-                    handle.lines.put(raw.decode("utf-8", "replace").rstrip("\r"))
-            if buffer:
-                handle.lines.put(buffer.decode("utf-8", "replace"))
+            pump_lines(handle.container.logs(stream=True, follow=True, stdout=True, stderr=True), handle.lines)
         except Exception as exc:  # noqa: BLE001 — a lost log stream must not end the run
             handle.lines.put(f"taoflow: log stream of {handle.name} ended: {exc}")
 
     def _drain(self, handle: DockerHandle) -> Iterator[Event]:
-        while True:
-            try:
-                line = handle.lines.get_nowait()
-            except queue.Empty:
-                return
-            handle.log_tail.append(line)
-            del handle.log_tail[:-LOG_TAIL_LINES]
-            yield LogLine(line)
+        yield from drain_lines(handle.lines, handle.log_tail)
 
     def events(self, handle: DockerHandle) -> Iterator[Event]:
         if handle.result_value is not None:

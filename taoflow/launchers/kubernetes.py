@@ -48,11 +48,11 @@ from taoflow.k8s import (
     selector,
 )
 from taoflow.launchers.base import Event, Finished, LogLine
+from taoflow.launchers.logstream import drain_lines, pump_lines
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Skill, load_skill
 from taoflow.status import classify_failure, events_for, final_and_best
 
-LOG_TAIL_LINES = 4000
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
 NODE_LOST_REASONS = {"NodeLost", "Terminated", "Shutdown", "NodeShutdown", "UnexpectedAdmissionError", "NodeAffinity"}
@@ -464,31 +464,14 @@ class KubernetesLauncher:
         try:
             resp = core.read_namespaced_pod_log(pod, handle.namespace, container=CONTAINER_NAME, follow=True,
                                                 _preload_content=False)
-            buffer = b""
-            while True:
-                chunk = resp.read1(65536)  # whatever has arrived: a line must not wait for a full buffer
-                if not chunk:
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for raw in lines:
-                    handle.lines.put(prefix + raw.decode("utf-8", "replace").rstrip("\r"))
-            if buffer:
-                handle.lines.put(prefix + buffer.decode("utf-8", "replace"))
+            # read1: whatever has arrived, so a line never waits for a full buffer
+            pump_lines(iter(lambda: resp.read1(65536), b""), handle.lines, prefix)
             resp.release_conn()
         except Exception as exc:  # noqa: BLE001 — a lost log stream must not end the run
             handle.lines.put(f"taoflow: log stream of {pod} ended: {exc}")
 
     def _drain(self, handle: KubernetesHandle) -> Iterator[Event]:
-        while True:
-            try:
-                line = handle.lines.get_nowait()
-            except queue.Empty:
-                return
-            handle.log_tail.append(line)
-            if len(handle.log_tail) > LOG_TAIL_LINES:
-                del handle.log_tail[: len(handle.log_tail) - LOG_TAIL_LINES]
-            yield LogLine(line)
+        yield from drain_lines(handle.lines, handle.log_tail)
 
     def _status_events(self, handle: KubernetesHandle, skill: Skill) -> Iterator[Event]:
         yield from store_status_events(self._store(handle.run), handle.run.results_uri,
