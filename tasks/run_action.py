@@ -22,6 +22,7 @@ from prefect.cache_policies import CacheKeyFnPolicy
 
 from tasks.locks import LeaseLockManager
 from tasks.progress import publish
+from taoflow.dotted import get_dotted
 from taoflow.launchers import get_launcher
 from taoflow.launchers.base import EpochProgress, Finished, LogLine
 from taoflow.planner import refresh_resume
@@ -88,8 +89,9 @@ def run_action(run: ActionRun, store_root: str, launcher: str = "local",
 
     skill = load_skill(run.model)
     run = refresh_resume(skill, store, run)
-    if run.spec.get("train", {}).get("resume_training_checkpoint_path"):
-        logger.info("resuming from %s", run.spec["train"]["resume_training_checkpoint_path"])
+    for key, fn in skill.actions[run.action].handoffs.items():
+        if fn == "resume_model" and get_dotted(run.spec, key):
+            logger.info("%s %s resumes from %s", run.model, run.action, get_dotted(run.spec, key))
     result = launch_and_follow(run, launcher, launcher_options or {}, logger, store_root=store_root)
     store.write_result(run.results_uri, result)
     if result.ok:
