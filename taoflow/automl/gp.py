@@ -102,7 +102,7 @@ class NumpyGPSampler(optuna.samplers.BaseSampler):
         u = gap / sigma
         ei = gap * 0.5 * (1 + _ERF(u / math.sqrt(2))) + sigma * np.exp(-0.5 * u**2) / math.sqrt(2 * math.pi)
         choice = cands[int(np.argmax(ei))]
-        return {k: _decode(x, search_space[k]) for k, x in zip(keys, choice)}
+        return {k: _decode(x, search_space[k]) for k, x in zip(keys, choice, strict=True)}
 
     @staticmethod
     def _fit(X: np.ndarray, z: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -196,7 +196,7 @@ class _Bounds:
     def admits(self, value: float) -> bool:
         if self.low is not None and (value < self.low or (self.low_exclusive and value == self.low)):
             return False
-        return not (self.high is not None and (value > self.high or self.high_exclusive and value == self.high))
+        return not (self.high is not None and (value > self.high or (self.high_exclusive and value == self.high)))
 
     def text(self) -> str:
         lo = "-inf" if self.low is None else f"{self.low:g}"

@@ -5,6 +5,10 @@
   `random`, `grid` (ranges become `grid_points` values each).
 - Pruners: `asha` (SuccessiveHalving: rungs at min_resource × reduction_factor^k epochs, 1/3/9/27 by
   default), `hyperband`, `none`. Optuna steps are *epochs completed* (TAO's 0-based epoch + 1).
+  Default: `asha`, except when the metric is a training loss (NVPanoptix3D's `train_loss`): early in
+  training a training loss measures how fast a run descends more than where it ends (higher learning rates
+  lead early and finish worse), so successive halving on it keeps the wrong trials; `hyperband` hedges with
+  brackets that prune late or never. (benchmarks/automl.py shows ASHA missing the target there.)
 - Storage: SQLite beside a local store (`<store>/automl/<model>/<study>.db`), or any SQLAlchemy URL
   (Postgres for a shared controller); both open in optuna-dashboard.
 - Study name: `<model>-<hash of the sweep's identity>`; the identity leaves out `max_trials` and
@@ -75,11 +79,18 @@ class SweepSettings:
         return data
 
 
+def default_pruner(metric: str) -> str:
+    """`hyperband` for a training loss, `asha` otherwise (see the module docstring)."""
+    return "hyperband" if metric.startswith("train_") else "asha"
+
+
 def settings_for(skill: Skill, **options: Any) -> SweepSettings:
-    """Settings with the skill's AutoML metric and direction (options override any field)."""
+    """Settings with the skill's AutoML metric and direction (options override any field; a pruner of
+    None means the default for the metric)."""
     values: dict[str, Any] = {"model": skill.name, "metric": skill.automl.metric,
                               "direction": skill.automl.direction}
     values.update({k: v for k, v in options.items() if v is not None})
+    values.setdefault("pruner", default_pruner(values["metric"]))
     return SweepSettings(**values).check()
 
 
@@ -118,8 +129,8 @@ def make_sampler(settings: SweepSettings, space: SearchSpace, *, seed_offset: in
     """The sampler. `seed_offset` (the number of trials already in the study) keeps a reattached sweep from
     replaying the first suggestions of its seed; a fresh sweep uses the seed as given."""
     seed = settings.seed if seed_offset == 0 else _mix(settings.seed, seed_offset)
+    startup = max(4, min(10, settings.max_trials // 2))  # Optuna's 10, fewer for small sweeps
     if settings.sampler == "tpe":
-        startup = max(4, min(10, settings.max_trials // 4))
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
                                           n_startup_trials=startup)
     if settings.sampler == "random":
@@ -131,7 +142,7 @@ def make_sampler(settings: SweepSettings, space: SearchSpace, *, seed_offset: in
     except ImportError:
         from taoflow.automl.gp import NumpyGPSampler
 
-        return NumpyGPSampler(seed=seed, n_startup_trials=max(4, min(10, settings.max_trials // 4)))
+        return NumpyGPSampler(seed=seed, n_startup_trials=startup)
     return optuna.samplers.GPSampler(seed=seed)
 
 
