@@ -128,7 +128,7 @@ class SweepController:
         overrides = trial_overrides(self.skill, self.space, trial.params, self.settings)
         try:
             run = self.make_run(overrides, trial.number)
-        except Exception as exc:
+        except Exception as exc:  # a spec the builder rejects fails the trial, not the sweep
             trial.set_user_attr("message", f"could not build the trial's run: {exc}")
             self.study.tell(trial, state=TrialState.FAIL)
             return
@@ -143,7 +143,7 @@ class SweepController:
                 self.skill, self.space, frozen.params, self.settings)
             try:
                 run = self.make_run(dict(overrides), frozen.number)
-            except Exception as exc:
+            except Exception as exc:  # same: this trial fails, the sweep goes on
                 trial.set_user_attr("message", f"could not rebuild the trial's run: {exc}")
                 self.study.tell(trial, state=TrialState.FAIL)
                 continue
@@ -164,7 +164,7 @@ class SweepController:
         trial.set_user_attr("submitted_at", time.time())
         try:
             handle = self.launcher.submit(run)
-        except Exception as exc:
+        except Exception as exc:  # an unlaunchable trial fails, the sweep goes on
             trial.set_user_attr("message", f"launch failed: {exc}")
             trial.set_user_attr("finished_at", time.time())
             self.study.tell(trial, state=TrialState.FAIL)
@@ -181,7 +181,7 @@ class SweepController:
                     self._events.put((number, event))
                 if isinstance(event, Finished):
                     return
-        except Exception as exc:
+        except Exception as exc:  # the main loop must always hear that the trial ended
             self._events.put((number, Finished("FAILURE", f"lost the trial's events: {exc}", "infra")))
             return
         self._events.put((number, Finished("FAILURE", "the launcher's events ended without a final state",
@@ -224,7 +224,7 @@ class SweepController:
         del self._active[trial.number]
         try:
             result: ActionResult | None = self.launcher.result(active.handle)
-        except Exception as exc:
+        except Exception as exc:  # no result object: the state comes from the event
             result = None
             trial.set_user_attr("message", f"no result: {exc}")
         trial.set_user_attr("finished_at", time.time())
