@@ -3,7 +3,7 @@ search finds, on the emulator's response surfaces (`taoflow.surfaces`) of the fi
 
 Methods
 - random: Optuna's RandomSampler over our search space, every trial trained to max_epochs.
-- ours: our default sweep (TPE, multivariate + constant liar, ASHA rungs 1/3/9/27 — Hyperband for a training-
+- ours: our default sweep (TPE, multivariate + constant liar, ASHA rungs 3/9/27 — Hyperband for a training-
   loss metric, see taoflow/automl/study.py) with the same semantics
   as `SweepController`: 4 trials run at once (asynchronous workers in simulated time), intermediate values
   reported at each rung, pruned trials stop at once.
@@ -37,8 +37,8 @@ from __future__ import annotations
 import os
 import sys
 
-# nvidia-tao-automl's suggestions depend on Python's string-hash seed (two runs with the same numpy/random
-# seeds differ otherwise): pin it so the table is reproducible.
+# nvidia-tao-automl seeds numpy/random from hash(session_id), which Python salts per process: pin the
+# hash seed so the table is reproducible (the session id carries the benchmark seed).
 if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
     os.environ["PYTHONHASHSEED"] = "0"
     os.execv(sys.executable, [sys.executable, *sys.argv])
@@ -54,7 +54,6 @@ import heapq
 import io
 import logging
 import math
-import random
 import statistics
 import tempfile
 import time
@@ -66,13 +65,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from taoflow import surfaces
 from taoflow.automl.space import SearchSpace, build_space
-from taoflow.automl.study import SweepSettings, default_pruner, make_pruner, make_sampler, rung_epochs
+from taoflow.automl.study import (
+    SweepSettings,
+    default_min_resource,
+    default_pruner,
+    make_pruner,
+    make_sampler,
+    rung_epochs,
+)
 from taoflow.skill import load_skill
 from taoflow.spec import load_template
 
@@ -156,11 +161,13 @@ def run_ours(problem: Problem, sampler: str = "tpe", pruner: str | None = None,
              max_trials: int = REFERENCE_TRIALS, **options: Any) -> Meter:
     """The controller's semantics in simulated time: CONCURRENCY workers, one epoch per time unit."""
     pruner = pruner or default_pruner(problem.metric)
+    options.setdefault("min_resource", default_min_resource(MAX_EPOCHS))
     settings = SweepSettings(model=problem.model, metric=problem.metric, direction=problem.direction,
                              sampler=sampler, pruner=pruner, max_trials=max_trials,
                              max_concurrent=CONCURRENCY, max_epochs=MAX_EPOCHS, seed=problem.seed, **options)
+    # A fixed name: Hyperband assigns brackets from a hash of the study name (random when unnamed).
     study = optuna.create_study(direction=problem.direction, sampler=make_sampler(settings, problem.space),
-                                pruner=make_pruner(settings))
+                                pruner=make_pruner(settings), study_name=f"ours-{problem.model}-{problem.seed}")
     rungs = set(rung_epochs(settings))
     meter = Meter(problem)
     clock: list[tuple[int, int, int]] = []  # (time, trial number, epochs done)
@@ -229,15 +236,15 @@ def run_nvidia(problem: Problem, algorithm: str) -> Meter:
     meter = Meter(problem, NVIDIA_CAP)
     session = 0
     while not meter.done:
-        random.seed(problem.seed * 100 + session)
-        np.random.seed(problem.seed * 100 + session)
         shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # its state files: keep them off the disk
         with tempfile.TemporaryDirectory(dir=shm) as workspace, contextlib.redirect_stdout(io.StringIO()):
             automl = AutoML(
                 workspace, problem.model, template,
                 settings={"algorithm": algorithm, "metric": problem.metric, "direction": problem.direction,
                           "automl_max_recommendations": REFERENCE_TRIALS, "automl_max_epochs": MAX_EPOCHS,
-                          "automl_reduction_factor": 3, "session_id": f"bench{session}"},
+                          "automl_reduction_factor": 3,
+                          # It seeds numpy/random from hash(session_id): make that differ per seed.
+                          "session_id": f"bench-{problem.model}-{problem.seed}-{session}"},
                 automl_hyperparameters=sorted(problem.space.params),
                 custom_param_ranges=_nvidia_ranges(problem.space),
             )

@@ -192,7 +192,8 @@ def test_killed_controller_resumes_without_rerunning_finished_trials(rtdetr_data
     for number, t in running_before.items():  # adopted: same trial, same params, same run
         assert after[number].params == t.params
         assert after[number].user_attrs["adopted"] == 1
-        assert after[number].user_attrs["run_key"] == t.user_attrs["run_key"]
+        if "run_key" in t.user_attrs:  # absent when the kill landed between ask and submit
+            assert after[number].user_attrs["run_key"] == t.user_attrs["run_key"]
     params = [canonical_json(t.params) for t in after.values()]
     assert len(set(params)) == len(params)
     specs = [str(Path(t.user_attrs["results_uri"]) / "spec.yaml") for t in after.values()]

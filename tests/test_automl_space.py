@@ -160,12 +160,14 @@ def test_settings_rungs_and_trial_overrides() -> None:
     assert settings.pruner == "hyperband"  # a training loss misleads successive halving (study.py)
     assert settings_for(skill, pruner="asha").pruner == "asha"
     assert settings_for(load_skill("rtdetr")).pruner == "asha"
-    assert rung_epochs(settings) == [1, 3, 9, 27]
+    assert rung_epochs(settings) == [3, 9, 27]  # a grace period of max_epochs // 9
+    assert rung_epochs(settings_for(skill, max_epochs=9)) == [1, 3, 9]
+    assert rung_epochs(settings_for(skill, max_epochs=27, min_resource=1)) == [1, 3, 9, 27]
     assert rung_epochs(SweepSettings("m", "x", "maximize", max_epochs=20, min_resource=2)) == [2, 6, 18, 20]
     space = build_space(skill)
     over = trial_overrides(skill, space, {"train.optim.lr": 3e-4}, settings)
     assert over == {"train.optim.monitor_name": "train_loss", "train.optim.lr": 3e-4, "train.num_epochs": 27,
-                    "train.checkpoint_interval": 1, "train.validation_interval": 1}
+                    "train.checkpoint_interval": 3, "train.validation_interval": 3}
     over = trial_overrides(skill, space, {}, settings_for(skill, max_epochs=18, min_resource=2))
     assert over["train.checkpoint_interval"] == 2
     with pytest.raises(UserError) as err:

@@ -126,13 +126,13 @@ class SweepController:
     def _start_new(self) -> None:
         trial = self.study.ask(dict(sorted(self.space.distributions().items())))
         overrides = trial_overrides(self.skill, self.space, trial.params, self.settings)
+        trial.set_user_attr("overrides", overrides)
         try:
             run = self.make_run(overrides, trial.number)
         except Exception as exc:  # a spec the builder rejects fails the trial, not the sweep
             trial.set_user_attr("message", f"could not build the trial's run: {exc}")
             self.study.tell(trial, state=TrialState.FAIL)
             return
-        trial.set_user_attr("overrides", overrides)
         self._submit(trial, run)
 
     def _adopt_running(self) -> None:

@@ -3,8 +3,11 @@
 - Samplers: `tpe` (default; seeded, multivariate, constant liar so parallel trials do not all crowd the
   same spot), `gp` (Optuna's GPSampler when torch is installed, else `taoflow.automl.gp.NumpyGPSampler`),
   `random`, `grid` (ranges become `grid_points` values each).
-- Pruners: `asha` (SuccessiveHalving: rungs at min_resource × reduction_factor^k epochs, 1/3/9/27 by
-  default), `hyperband`, `none`. Optuna steps are *epochs completed* (TAO's 0-based epoch + 1).
+- Pruners: `asha` (SuccessiveHalving: rungs at min_resource × reduction_factor^k epochs), `hyperband`,
+  `none`. Optuna steps are *epochs completed* (TAO's 0-based epoch + 1). `min_resource` defaults to a
+  grace period of max_epochs // 9 (rungs 3/9/27 for 27 epochs): the first epoch or two (warm-up) rank runs
+  by how fast they start, and a first rung there sent whole sweeps after too-high learning rates in
+  benchmarks/automl.py.
   Default: `asha`, except when the metric is a training loss (NVPanoptix3D's `train_loss`): early in
   training a training loss measures how fast a run descends more than where it ends (higher learning rates
   lead early and finish worse), so successive halving on it keeps the wrong trials; `hyperband` hedges with
@@ -84,13 +87,19 @@ def default_pruner(metric: str) -> str:
     return "hyperband" if metric.startswith("train_") else "asha"
 
 
+def default_min_resource(max_epochs: int) -> int:
+    """The first rung: a grace period of a ninth of the training (see the module docstring)."""
+    return max(1, int(max_epochs) // 9)
+
+
 def settings_for(skill: Skill, **options: Any) -> SweepSettings:
-    """Settings with the skill's AutoML metric and direction (options override any field; a pruner of
-    None means the default for the metric)."""
+    """Settings with the skill's AutoML metric and direction (options override any field; a pruner or
+    min_resource of None means the default for the metric / the epoch budget)."""
     values: dict[str, Any] = {"model": skill.name, "metric": skill.automl.metric,
                               "direction": skill.automl.direction}
     values.update({k: v for k, v in options.items() if v is not None})
     values.setdefault("pruner", default_pruner(values["metric"]))
+    values.setdefault("min_resource", default_min_resource(values.get("max_epochs", SweepSettings.max_epochs)))
     return SweepSettings(**values).check()
 
 
