@@ -204,8 +204,10 @@ class SweepController:
     def _progress(self, active: _Active, event: EpochProgress) -> None:
         trial, step = active.trial, event.epoch + 1
         active.gpu_epochs += max(active.run.gpus, 1) * max(active.run.nodes, 1)
-        trial.set_user_attr("gpu_epochs", active.gpu_epochs)
-        value = self._metric_of(event.kpi) or self._metric_of(event.graphical)
+        if step in self.rungs:  # stored at rungs and at the end: one SQLite write per epoch is enough
+            trial.set_user_attr("gpu_epochs", active.gpu_epochs)
+        value = self._metric_of(event.kpi)
+        value = value if value is not None else self._metric_of(event.graphical)
         if value is None or active.pruning:
             return
         active.last_value = value
@@ -235,9 +237,9 @@ class SweepController:
             compact.pop("manifest", None)
             trial.set_user_attr("result", compact)
         status = result.status if result is not None else event.status
-        if active.pruning:
+        if active.pruning and status != "SUCCESS":
             self.study.tell(trial, state=TrialState.PRUNED)
-        elif status == "SUCCESS":
+        elif status == "SUCCESS":  # (a prune that came after the job had finished is moot: it completed)
             value = (self._metric_of(result.kpis_final) if result else None)
             value = value if value is not None else active.last_value
             if value is None:
