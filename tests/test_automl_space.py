@@ -35,6 +35,8 @@ MINI_SCHEMA = {
     "properties": {
         "model": {"type": "object", "properties": {
             "queries": {"type": "integer", "minimum": 1, "x-tao-valid-max": "inf", "default": 300},
+            "width": {"type": "integer", "minimum": 1, "maximum": 100, "default": 32, "x-tao-math-cond": "/ 8"},
+            "heads": {"type": "integer", "minimum": 1, "maximum": 40, "default": 8, "x-tao-math-cond": "^ 2"},
             "select": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 300,
                        "x-tao-depends-on": "model.queries"},
         }},
@@ -68,6 +70,12 @@ def test_mini_schema_space_bounds_log_scale_and_dependencies() -> None:
     m = d["train.momentum"].distribution
     assert not m.log and 0.0 < m.low < 0.01 and m.high == 1.0  # exclusive minimum respected
     assert space.overrides({"model.queries": 50, "model.select": 400})["model.select"] == 50
+
+
+def test_math_conditions_multiples_and_powers() -> None:
+    space = build_space("rtdetr", ["model.width=10:70", "model.heads=2:20"], schema=MINI_SCHEMA)
+    assert space.params["model.width"].distribution == IntDistribution(16, 64, step=8)
+    assert space.params["model.heads"].distribution == CategoricalDistribution([2, 4, 8, 16])
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,6 +259,26 @@ def _default_range(key: str, prop: Mapping[str, Any], bounds: _Bounds) -> tuple[
     return low, high, False
 
 
+def _integer_param(key: str, low: int, high: int, log: bool, prop: Mapping[str, Any], source: str,
+                   depends: str | None) -> Param:
+    """An integer parameter honouring TAO's `x-tao-math-cond`: `/ N` (a multiple of N) and `^ N` (a power
+    of N) become a stepped range or the list of powers inside [low, high]; `> 0`-style conditions are
+    already exclusive bounds in the generated schema."""
+    cond = str(prop.get("x-tao-math-cond") or "").replace(" ", "")
+    match = re.fullmatch(r"([/^])(\d+)", cond)
+    if match and int(match.group(2)) > 1:
+        n = int(match.group(2))
+        if match.group(1) == "/":
+            first, last = -(-low // n) * n, high // n * n
+            if first < last:
+                return Param(key, IntDistribution(first, last, step=n), source, depends)
+        else:
+            powers = [n**k for k in range(64) if low <= n**k <= high]
+            if powers:
+                return Param(key, CategoricalDistribution(powers), source, depends)
+    return Param(key, IntDistribution(low, high, log=log), source, depends)
+
+
 def _schema_param(key: str, prop: Mapping[str, Any], source: str) -> Param | None:
     kind = _kind(prop)
     depends = prop.get("x-tao-depends-on") if isinstance(prop.get("x-tao-depends-on"), str) else None
@@ -269,7 +290,7 @@ def _schema_param(key: str, prop: Mapping[str, Any], source: str) -> Param | Non
         return None  # strings without options, lists, objects: not searchable without a user list
     low, high, log = _default_range(key, prop, _bounds(prop))
     if kind == "integer":
-        return Param(key, IntDistribution(int(low), int(high), log=log), source, depends)
+        return _integer_param(key, int(low), int(high), log, prop, source, depends)
     return Param(key, FloatDistribution(float(low), float(high), log=log), source, depends)
 
 
@@ -316,7 +337,7 @@ def _user_param(key: str, rhs: str, prop: Mapping[str, Any]) -> Param:
             if not bounds.admits(float(value)):
                 raise UserError(f"{key}={rhs}: {value:g} is outside the schema's allowed range {bounds.text()}")
         if kind == "integer":
-            return Param(key, IntDistribution(int(low), int(high), log=log), "user", depends)
+            return _integer_param(key, int(low), int(high), log, prop, "user", depends)
         return Param(key, FloatDistribution(float(low), float(high), log=log), "user", depends)
     values = [parse_value(v) for v in rhs.split(",")]
     if any(v == "" for v in values):
