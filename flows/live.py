@@ -26,9 +26,8 @@ class StepBoard:
         with self.lock:
             row = self.rows.setdefault(run.action, {"status": "RUNNING", "progress": "", "kpi": ""})
             if isinstance(event, EpochProgress):
-                row["progress"] = f"epoch {event.epoch + 1}/{event.max_epoch + 1}" + (
-                    f"  ETA {event.eta}" if event.eta else ""
-                )
+                eta = (event.eta or "").split(".")[0]  # TAO writes H:MM:SS.ffffff
+                row["progress"] = f"epoch {event.epoch + 1}/{event.max_epoch + 1}" + (f"  ETA {eta}" if eta else "")
                 row["kpi"] = ", ".join(
                     f"{k}={v:.4g}" for k, v in sorted(event.kpi.items()) if isinstance(v, (int, float))
                 )
@@ -74,6 +73,7 @@ def run_with_live_display(model: str, parameters: PipelineParameters, console: C
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
+    console.print()
     table = Table(title=f"{summary['model']} results")
     for column in ("step", "status", "results", "KPIs"):
         table.add_column(column, overflow="fold")
