@@ -56,6 +56,15 @@ class StoreEntry:
         return None if self.mtime is None else f"{self.mtime:.6f}"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _s3_options() -> dict[str, Any]:
     """s3fs options from the standard AWS environment. s3fs/botocore read credentials themselves; the
     endpoint is passed explicitly so `AWS_ENDPOINT_URL(_S3)` works with every botocore version."""
@@ -172,6 +181,7 @@ class ArtifactStore:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
+                os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared store needs the usual mode
                 os.replace(tmp, path)
             except BaseException:
                 if os.path.exists(tmp):
