@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -50,15 +50,15 @@ def parse_sets(items: list[str], actions: list[str]) -> dict[str, dict[str, Any]
 def run_command(
     model: str = typer.Argument(..., help="rtdetr, centerpose, action_recognition, sparse4d, nvpanoptix3d"),
     data: list[str] = typer.Option([], "--data", help="ROLE=URI (train, eval, inference, calibration)."),
-    actions: Optional[str] = typer.Option(None, "--actions", help="Comma-separated actions to run."),
+    actions: str | None = typer.Option(None, "--actions", help="Comma-separated actions to run."),
     sets: list[str] = typer.Option([], "--set", help="ACTION.KEY=VALUE spec override (repeatable)."),
     launcher: str = typer.Option("local", "--launcher", help="local | docker | kubernetes | workpool"),
     launcher_options: list[str] = typer.Option(
         [], "--launcher-option", help="KEY=VALUE launcher setting, e.g. namespace=tao (repeatable)."
     ),
-    store: Optional[str] = typer.Option(None, "--store", help="Artifact store root (path or s3://)."),
-    ptm: Optional[str] = typer.Option(None, "--ptm", help="Pretrained model URI."),
-    emulate: Optional[bool] = typer.Option(None, "--emulate/--no-emulate", help="Force the TAO emulator."),
+    store: str | None = typer.Option(None, "--store", help="Artifact store root (path or s3://)."),
+    ptm: str | None = typer.Option(None, "--ptm", help="Pretrained model URI."),
+    emulate: bool | None = typer.Option(None, "--emulate/--no-emulate", help="Force the TAO emulator."),
     gpus: int = typer.Option(1, "--gpus"),
     nodes: int = typer.Option(1, "--nodes"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and every spec; run nothing."),
@@ -66,11 +66,11 @@ def run_command(
     trials: int = typer.Option(16, "--trials"),
     concurrency: int = typer.Option(4, "--concurrency"),
     sampler: str = typer.Option("tpe", "--sampler"),
-    pruner: str = typer.Option("asha", "--pruner"),
-    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
+    pruner: str | None = typer.Option(None, "--pruner", help="asha | hyperband | none (default: per metric)"),
+    max_epochs: int | None = typer.Option(None, "--max-epochs"),
     seed: int = typer.Option(0, "--seed"),
     params: list[str] = typer.Option([], "--param", help="KEY=LOW:HIGH[:log] or KEY=a,b,c"),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL."),
 ) -> None:
     """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine)."""
     parameters = build_parameters(
@@ -91,8 +91,8 @@ def run_command(
     run_with_live_display(model, parameters, console)
 
 
-def build_parameters(model: str, *, data: list[str], actions: Optional[str], sets: list[str], ptm: Optional[str],
-                     store: Optional[str], launcher: dict[str, Any], automl: dict[str, Any]):
+def build_parameters(model: str, *, data: list[str], actions: str | None, sets: list[str], ptm: str | None,
+                     store: str | None, launcher: dict[str, Any], automl: dict[str, Any]):
     """The model flow's parameters from command-line values."""
     from flows import MODEL_FLOWS, model_flow
     from taoflow.skill import load_skill
@@ -125,17 +125,19 @@ def tune_command(
     trials: int = typer.Option(16, "--trials", help="Trials in all (the budget)."),
     concurrency: int = typer.Option(4, "--concurrency", help="Trials running at once (the GPU budget)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | gp | random | grid"),
-    pruner: str = typer.Option("asha", "--pruner", help="asha | hyperband | none"),
-    max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
+    pruner: str | None = typer.Option(
+        None, "--pruner", help="asha | hyperband | none (default: asha; hyperband for training-loss metrics)"
+    ),
+    max_epochs: int | None = typer.Option(None, "--max-epochs"),
     seed: int = typer.Option(0, "--seed"),
     params: list[str] = typer.Option([], "--param", help="KEY=LOW:HIGH[:log] or KEY=a,b,c"),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default SQLite)."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default SQLite)."),
     resume: bool = typer.Option(False, "--resume", help="Attach to the existing study (the default "
                                 "whenever the same sweep runs again; kept for scripts that say so)."),
     launcher: str = typer.Option("local", "--launcher"),
-    store: Optional[str] = typer.Option(None, "--store"),
-    ptm: Optional[str] = typer.Option(None, "--ptm"),
-    emulate: Optional[bool] = typer.Option(None, "--emulate/--no-emulate"),
+    store: str | None = typer.Option(None, "--store"),
+    ptm: str | None = typer.Option(None, "--ptm"),
+    emulate: bool | None = typer.Option(None, "--emulate/--no-emulate"),
     gpus: int = typer.Option(1, "--gpus"),
 ) -> None:
     """Run an AutoML sweep (train only) with a live trials table; prints the best trial."""

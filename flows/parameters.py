@@ -30,7 +30,9 @@ class AutoMLSettings(BaseModel):
     max_concurrent: int = Field(4, ge=1, description="GPU budget: trials running at once.")
     max_epochs: int | None = Field(None, ge=1)
     sampler: Literal["tpe", "gp", "random", "grid"] = "tpe"
-    pruner: Literal["asha", "hyperband", "none"] = "asha"
+    pruner: Literal["asha", "hyperband", "none"] | None = Field(
+        None, description="Multi-fidelity pruning (default: ASHA; Hyperband when the metric is a training loss)."
+    )
     seed: int = 0
     parameters: list[str] = Field(
         default_factory=list, description="KEY=LOW:HIGH[:log] or KEY=a,b,c search ranges."

@@ -7,8 +7,9 @@ run keys the same way: a rerun after the controller died attaches to the same st
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from taoflow.automl.controller import SweepController, SweepResult
 from taoflow.automl.space import build_space
@@ -26,7 +27,7 @@ class SweepOptions:
     max_concurrent: int = 4
     max_epochs: int | None = None
     sampler: str = "tpe"
-    pruner: str = "asha"
+    pruner: str | None = None  # None: ASHA, or Hyperband for training-loss metrics (study.default_pruner)
     seed: int = 0
     parameters: list[str] = field(default_factory=list)
     storage: str | None = None
