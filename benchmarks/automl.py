@@ -33,7 +33,6 @@ Run (under 10 minutes on 2 CPU cores):
 
 from __future__ import annotations
 
-# ruff: noqa: E402 — BLAS thread variables and sys.path must be set before numpy/taoflow are imported
 import os
 import sys
 

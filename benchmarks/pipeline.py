@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["TAOFLOW_EMULATOR_EPOCH_SECONDS"] = "0"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 
-from tests.prefect_server import PrefectServer  # noqa: E402
+from tests.prefect_server import PrefectServer
 
 
 def main() -> None:

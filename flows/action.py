@@ -10,9 +10,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from tasks.run_action import launch_and_follow
 from taoflow.runs import ActionRun
 from taoflow.store import ArtifactStore
+from tasks.run_action import launch_and_follow
 
 
 @flow(name="tao-action")

@@ -14,14 +14,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from flows.parameters import AutoMLSettings, LauncherProfile, PipelineParameters
-from tasks.progress import publish_trials
-from tasks.run_action import make_launcher
 from taoflow.automl.sweep import SweepOptions, run_sweep
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest
 from taoflow.runs import ActionResult
 from taoflow.skill import PIPELINE_ORDER, load_skill
 from taoflow.store import ArtifactStore
+from tasks.progress import publish_trials
+from tasks.run_action import make_launcher
 
 
 @flow(name="tao-automl-train")

@@ -6,7 +6,7 @@ from rich.console import Console
 
 from flows.parameters import PipelineParameters
 from taoflow.k8s import build_run_objects, dump_objects, profile_from_options
-from taoflow.planner import Plan, PipelineRequest, planned_runs
+from taoflow.planner import PipelineRequest, Plan, planned_runs
 from taoflow.skill import Skill
 from taoflow.store import ArtifactStore
 

@@ -9,12 +9,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from flows.parameters import PipelineParameters
-from tasks.artifacts import publish_model_card, publish_kpi_table, publish_skipped
-from tasks.run_action import cache_policy_for, run_action
-from taoflow.planner import Plan, PipelineRequest, RunContext, plan_pipeline, prepare_run, preflight
+from taoflow.planner import PipelineRequest, Plan, RunContext, plan_pipeline, preflight, prepare_run
 from taoflow.runs import ActionResult
 from taoflow.skill import load_skill
 from taoflow.store import ArtifactStore
+from tasks.artifacts import publish_kpi_table, publish_model_card, publish_skipped
+from tasks.run_action import cache_policy_for, run_action
 
 
 @task(name="preflight")

@@ -14,8 +14,9 @@ This is the orchestration logic that does not need an orchestrator, so the Prefe
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import fsspec
 

@@ -138,7 +138,7 @@ def read_json(uri: Any, ctx: RuleContext) -> Any:
         path = uri.removeprefix("file://")
         stat = os.stat(path)
         return _read_local_json(path, stat.st_mtime, stat.st_size)
-    except Exception:  # noqa: BLE001 - unreadable, missing, not JSON, S3 errors: the dataset preflight reports those
+    except Exception:
         return None
 
 
@@ -345,7 +345,7 @@ def action_recognition_directories(ctx: RuleContext) -> Iterator[Problem]:
 def action_recognition_label_map(ctx: RuleContext) -> Iterator[Problem]:
     """evaluate/inference rebuild the model from the label map before loading the checkpoint."""
     value = ctx.get("dataset.label_map", None)
-    if isinstance(value, Mapping) and value or not ctx.needs_inputs("dataset.label_map"):
+    if (isinstance(value, Mapping) and value) or not ctx.needs_inputs("dataset.label_map"):
         return
     if value is not None and value is not _ABSENT and not isinstance(value, Mapping):
         return  # a wrong type is the schema's finding

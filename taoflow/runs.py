@@ -101,5 +101,5 @@ class ActionResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ActionResult":
+    def from_dict(cls, data: dict[str, Any]) -> ActionResult:
         return cls(**data)

@@ -282,7 +282,7 @@ class ArtifactStore:
             lpaths.append(str(file))
             rpaths.append(self._path(target))
         if self.is_local:
-            for lpath, rpath in zip(lpaths, rpaths):
+            for lpath, rpath in zip(lpaths, rpaths, strict=True):
                 os.makedirs(os.path.dirname(rpath), exist_ok=True)
                 shutil.copyfile(lpath, rpath)
             for link_to, target in links:

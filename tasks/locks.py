@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect.locking.filesystem import FileSystemLockManager
@@ -65,7 +65,7 @@ class LeaseLockManager(FileSystemLockManager):
                 return
             if current.get("holder") != holder:
                 return
-            expiration = datetime.now(timezone.utc) + timedelta(seconds=self.lease_seconds)
+            expiration = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
             tmp = path.with_suffix(f".renew-{os.getpid()}")
             tmp.write_text(json.dumps({"holder": holder, "expiration": str(expiration)}))
             os.replace(tmp, path)

@@ -3,7 +3,7 @@ pipeline that runs in the same process. Prefect artifacts and logs carry the sam
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from taoflow.launchers.base import Event
 from taoflow.runs import ActionRun

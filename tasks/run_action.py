@@ -20,8 +20,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import CacheKeyFnPolicy
 
-from tasks.locks import LeaseLockManager
-from tasks.progress import publish
 from taoflow.dotted import get_dotted
 from taoflow.launchers import get_launcher
 from taoflow.launchers.base import EpochProgress, Finished, LogLine
@@ -29,6 +27,8 @@ from taoflow.planner import refresh_resume
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import load_skill
 from taoflow.store import ArtifactStore
+from tasks.locks import LeaseLockManager
+from tasks.progress import publish
 
 DEFAULT_RETRIES = 3
 LOCK_LEASE_SECONDS = float(os.environ.get("TAOFLOW_LOCK_LEASE_SECONDS", "30"))

@@ -8,8 +8,9 @@ Progress comes from the run's status.json in the store; the result from its resu
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client

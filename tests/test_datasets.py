@@ -40,7 +40,7 @@ def test_sample_data_has_one_valid_folder_per_role(model, samples):
 
 def test_sample_data_is_deterministic(tmp_path):
     a, b = write_sample_data("centerpose", tmp_path / "a"), write_sample_data("centerpose", tmp_path / "b")
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         for f in x.rglob("*"):
             if f.is_file():
                 assert f.read_bytes() == (y / f.relative_to(x)).read_bytes()
@@ -109,5 +109,5 @@ def test_remote_dataset_is_checked_with_one_listing(samples, s3_root):  # noqa: 
     uri = store.join(s3_root, "data", "rtdetr", "train")
     store.upload_dir(samples["rtdetr"] / "train", uri)
     assert "files" in preflight_dataset("rtdetr", "train", uri)
-    with pytest.raises(UserError, match="lacks: label_map.txt"):
+    with pytest.raises(UserError, match=r"lacks: label_map\.txt"):
         preflight_dataset("rtdetr", "inference", uri)

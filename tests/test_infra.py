@@ -184,7 +184,7 @@ def test_compose_stack_has_no_inline_secrets():
     for service in compose["services"].values():
         env = service.get("environment") or {}
         for key, value in env.items():
-            if SECRETISH.search(key) or key.endswith("_USER") and "MINIO" in key:
+            if SECRETISH.search(key) or (key.endswith("_USER") and "MINIO" in key):
                 assert re.fullmatch(r"\$\{\w+:\?[^}]*\}", str(value)), (key, value)
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from flows import model_flow
 from flows.demo import demo_parameters
-from tasks.locks import LeaseLockManager
 from taoflow.datasets import write_sample_data
+from tasks.locks import LeaseLockManager
 
 
 def test_lock_of_a_killed_holder_lapses_within_one_lease(tmp_path):

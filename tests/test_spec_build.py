@@ -216,7 +216,7 @@ def test_overrides_file_errors_name_the_file(tmp_path):
     data = {"train": "/d/train", "eval": "/d/eval"}
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    with pytest.raises(UserError, match="bad.yaml must hold a YAML mapping"):
+    with pytest.raises(UserError, match=r"bad\.yaml must hold a YAML mapping"):
         build_spec(skill, "train", data=data, overrides_file=bad)
     with pytest.raises(UserError, match="cannot read overrides file"):
         build_spec(skill, "train", data=data, overrides_file=tmp_path / "absent.yaml")

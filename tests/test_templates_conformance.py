@@ -15,8 +15,8 @@ import yaml
 omegaconf = pytest.importorskip("omegaconf", reason="omegaconf (TAO Core's config library) is not installed")
 pytest.importorskip("nvidia_tao_core", reason="nvidia_tao_core is not installed: cannot check against TAO's config")
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf import DictConfig, OmegaConf  # noqa: E402  (after the importorskip guards)
+from omegaconf.errors import ConfigKeyError, ValidationError  # noqa: E402
 
 SKILLS = Path(__file__).resolve().parent.parent / "skills"
 MODELS = ("rtdetr", "centerpose", "action_recognition", "sparse4d", "nvpanoptix3d")

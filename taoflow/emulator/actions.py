@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from taoflow.dotted import flatten
 from taoflow.emulator import artifacts
 from taoflow.emulator.faults import Fault, FaultPlan
 from taoflow.emulator.models import EmulatedFailure, ModelEmulator
-from taoflow.dotted import flatten
 from taoflow.emulator.spec import Spec
 from taoflow.status import StatusWriter, format_duration
 
@@ -57,7 +57,7 @@ def hyperparameters(spec: dict[str, Any]) -> dict[str, Any]:
         leaf = key.rsplit(".", 1)[-1]
         if key.split(".")[0] not in ("model", "train", "dataset", "distill"):
             continue
-        if any(word in leaf for word in _NON_PARAM_WORDS) or key.startswith("dataset.") and "sources" in key:
+        if any(word in leaf for word in _NON_PARAM_WORDS) or (key.startswith("dataset.") and "sources" in key):
             continue
         out[key] = value
     return out

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(_exception_line(failure.exc))
         _fail(status, action, model_name, str(failure.exc).splitlines()[0])
         return EXIT_FAILURE
-    except Exception as exc:  # noqa: BLE001 — any failure of the action is TAO's exit 1 with a traceback
+    except Exception as exc:
         traceback.print_exc()
         sys.stderr.flush()
         _fail(status, action, model_name, _exception_line(exc).splitlines()[0])

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from taoflow.dotted import flatten, get_dotted, set_dotted
+from taoflow.dotted import get_dotted, set_dotted
 
 _MISSING = object()
 

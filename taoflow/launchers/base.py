@@ -6,8 +6,9 @@ on a GPU work pool). Submitting the same run twice attaches to the first (names 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Union
+from typing import Any, Protocol
 
 from taoflow.runs import ActionResult, ActionRun
 
@@ -47,7 +48,7 @@ class Finished:
     remedy: str | None = None
 
 
-Event = Union[LogLine, StatusRecord, EpochProgress, Finished]
+Event = LogLine | StatusRecord | EpochProgress | Finished
 
 
 class Handle(Protocol):

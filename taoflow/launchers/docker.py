@@ -99,7 +99,7 @@ class DockerLauncher:
             try:
                 self._client = docker.from_env()
             except docker.errors.DockerException as exc:
-                raise UserError(f"cannot reach the docker daemon ({exc}); start docker or use --launcher local")
+                raise UserError(f"cannot reach the docker daemon ({exc}); start docker or use --launcher local") from None
         return self._client
 
     def _store(self, run: ActionRun):
@@ -210,7 +210,7 @@ class DockerLauncher:
     def _follow(self, handle: DockerHandle) -> None:
         try:
             pump_lines(handle.container.logs(stream=True, follow=True, stdout=True, stderr=True), handle.lines)
-        except Exception as exc:  # noqa: BLE001 — a lost log stream must not end the run
+        except Exception as exc:
             handle.lines.put(f"taoflow: log stream of {handle.name} ended: {exc}")
 
     def _drain(self, handle: DockerHandle) -> Iterator[Event]:
@@ -260,7 +260,7 @@ class DockerLauncher:
         metric, direction = skill.monitoring.metric, skill.monitoring.direction
         try:
             manifest = build_manifest(store, run.results_uri, metric=metric, direction=direction).to_dict()
-        except Exception:  # noqa: BLE001
+        except Exception:
             manifest = None
         final, best = final_and_best(handle.records, metric, direction)
         common = {"manifest": manifest, "kpis_final": final, "kpis_best": best, "exit_code": exit_code}

@@ -378,7 +378,7 @@ class LocalLauncher:
                     self._remember(handle, line)
                     handle.events_q.put(LogLine(line))
             result = self._finish(handle, exit_code)
-        except Exception as exc:  # noqa: BLE001 — the consumer must always get a Finished event
+        except Exception as exc:
             result = ActionResult(model=handle.run.model, action=handle.run.action, run_key=handle.run.run_key,
                                   status="FAILURE", results_uri=handle.run.results_uri, failure_class="infra",
                                   remedy="The launcher failed while following the run; retried.",
