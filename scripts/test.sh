@@ -15,6 +15,7 @@ install() {  # quiet unless it fails
 install -e '.[test]'
 install omegaconf requests
 install --no-deps nvidia-tao-core==7.3.0
+ruff check --quiet . || { echo "ruff found problems (see above)" >&2; exit 1; }
 set +e
 python -m pytest -q -p no:cacheprovider "$@"
 rc=$?
