@@ -208,6 +208,28 @@ def test_remote_results_upload_to_s3(samples, tmp_path, s3_root):  # noqa: F811
     assert "model_epoch_002_step_00006.pth" in {e.path for e in store.list_files(results_uri)}
 
 
+def test_progress_reaches_a_remote_store_while_training(samples, tmp_path, s3_root, monkeypatch):  # noqa: F811
+    """status.json is uploaded as it grows, so launchers that follow a run from the store see progress."""
+    from taoflow.store import ArtifactStore
+
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0.4")
+    store = ArtifactStore(s3_root)
+    results_uri = store.results_uri("rtdetr", "s3live", "train")
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", Path("/unused"), {"num_epochs": 6})
+    spec["results_dir"] = results_uri
+    launcher = LocalLauncher()
+    handle = launcher.submit(ActionRun(model="rtdetr", action="train", spec=spec, image="emulator",
+                                       run_key="s3live", results_uri=results_uri, emulate=True))
+    status_uri = store.join(results_uri, "status.json")
+    seen_while_running: list[int] = []
+    for event in launcher.events(handle):
+        if isinstance(event, EpochProgress) and event.epoch == 1 and store.exists(status_uri):
+            records = [json.loads(x) for x in store.read_text(status_uri).splitlines() if x.strip()]
+            seen_while_running = [r["epoch"] for r in records if "epoch" in r]
+    ok(launcher.result(handle))
+    assert seen_while_running and max(seen_while_running) < 5, seen_while_running
+
+
 def test_pod_entry_point_writes_result_json(samples, tmp_path):
     results = tmp_path / "store" / "runs" / "rtdetr" / "podrun" / "train"
     spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 1})

@@ -56,7 +56,9 @@ from taoflow.status import (
 PID_FILE = ".taoflow_run.json"
 SPEC_FILE = "spec.yaml"
 MASK = "****"
-CHECKPOINT_GLOB = ("*.pth", "*.pt", "*.ckpt")
+# Uploaded to a remote store while the action runs: checkpoints (a lost pod loses at most one interval) and
+# status.json (progress for whoever follows the run from the store: the Kubernetes and work-pool launchers).
+LIVE_UPLOAD_GLOB = ("*.pth", "*.pt", "*.ckpt", "status.json")
 LOG_TAIL_LINES = 4000
 
 
@@ -362,7 +364,7 @@ class LocalLauncher:
                         self._remember(handle, line)
                         handle.events_q.put(LogLine(line))
                 if is_remote(handle.run.results_uri):
-                    self._upload_checkpoints(handle)
+                    self._upload_live_files(handle)
                 self._enforce_deadlines(handle)
                 if exit_code is not None or (handle.attached and not _alive(handle.pid)):
                     break
@@ -414,9 +416,9 @@ class LocalLauncher:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def _upload_checkpoints(self, handle: LocalHandle) -> None:
+    def _upload_live_files(self, handle: LocalHandle) -> None:
         store = _store_for(handle.run.results_uri)
-        for pattern in CHECKPOINT_GLOB:  # at any depth: real TAO nests some under `<action>/`
+        for pattern in LIVE_UPLOAD_GLOB:  # at any depth: real TAO nests some under `<action>/`
             for path in handle.results_dir.rglob(pattern):
                 rel = path.relative_to(handle.results_dir).as_posix()
                 if path.name.startswith(".") or path.is_symlink() or rel.startswith("logs/"):
