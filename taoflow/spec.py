@@ -58,22 +58,27 @@ def load_template(skill: Skill, action: str) -> dict[str, Any]:
     return copy.deepcopy(_read_template(str(path), path.stat().st_mtime))
 
 
-def load_overrides_file(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping of overrides (nested sections and/or dotted keys)."""
+def load_yaml_mapping(path: str | Path, what: str, holding: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (an empty file is an empty one); `what` names it in errors."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"cannot read overrides file {file}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot read {what} {file}: {exc.strerror or exc}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UserError(f"overrides file {file} is not valid YAML: {exc}") from None
+        raise UserError(f"{what} {file} is not valid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"overrides file {file} must hold a YAML mapping of spec keys, not {type(data).__name__}")
+        raise UserError(f"{what} {file} must hold a YAML mapping of {holding}, not {type(data).__name__}")
     return data
+
+
+def load_overrides_file(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of overrides (nested sections and/or dotted keys)."""
+    return load_yaml_mapping(path, "overrides file", "spec keys")
 
 
 def apply_overrides(

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 
 from taoflow.cli import app
 from taoflow.dotted import parse_assignment, parse_assignments
 from taoflow.errors import UserError
 from taoflow.skill import load_skill
-from taoflow.spec import build_spec, dump_spec_yaml
+from taoflow.spec import build_spec, dump_spec_yaml, load_yaml_mapping
 from taoflow.validate import check_spec
 
 spec_app = typer.Typer(help="Render and validate TAO spec files.", no_args_is_help=True)
@@ -117,17 +116,6 @@ def validate(
     """Check a spec file against the action's schema and the model's rules; exit 2 listing every problem."""
     skill = load_skill(model)
     skill.action(action)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read spec file {file}: {exc.strerror or exc}") from None
-    try:
-        spec = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"spec file {file} is not valid YAML: {exc}") from None
-    if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        raise UserError(f"spec file {file} must hold a YAML mapping of TAO sections, not {type(spec).__name__}")
+    spec = load_yaml_mapping(file, "spec file", "TAO sections")
     check_spec(skill, action, spec, complete=complete, force=_check_forces(force))
     typer.echo(f"{file}: valid {model} {action} spec")
