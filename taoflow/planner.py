@@ -91,11 +91,11 @@ def plan_pipeline(skill: Skill, request: PipelineRequest) -> Plan:
             steps.extend(PlannedStep(action, r) for r in roles)
         else:
             steps.append(PlannedStep(action))
-    _check_parents(skill, ordered, skipped)
+    _check_parents(skill, ordered)
     return Plan(model=skill.name, steps=steps, skipped=skipped)
 
 
-def _check_parents(skill: Skill, actions: list[str], skipped: list[tuple[str, str]]) -> None:
+def _check_parents(skill: Skill, actions: list[str]) -> None:
     """An action whose parent does not run in this pipeline has nothing to take its model from."""
     missing = [
         f"{a} needs {skill.actions[a].parent} in the same pipeline"
@@ -106,11 +106,16 @@ def _check_parents(skill: Skill, actions: list[str], skipped: list[tuple[str, st
         raise UserError("the planned actions are incomplete", missing)
 
 
-def upstream_uris(skill: Skill, results: dict[str, ActionResult]) -> dict[str, str]:
-    """`upstream` for build_spec: results URIs of earlier steps, by step name (`dataset_convert:eval`)."""
+def _upstream_key(step_name: str) -> str:
+    """build_spec's name for a step's results: `dataset_convert[eval]` → `dataset_convert:eval`."""
+    return step_name.replace("[", ":").rstrip("]")
+
+
+def upstream_uris(results: dict[str, ActionResult]) -> dict[str, str]:
+    """`upstream` for build_spec: results URIs of earlier steps by step (`dataset_convert:eval`) and action."""
     out: dict[str, str] = {}
     for name, res in results.items():
-        out[name.replace("[", ":").rstrip("]")] = res.results_uri
+        out[_upstream_key(name)] = res.results_uri
         out.setdefault(res.action, res.results_uri)
     return out
 
@@ -119,8 +124,7 @@ def _placeholder_upstream(skill: Skill, plan: Plan, store: ArtifactStore) -> dic
     out: dict[str, str] = {}
     for step in plan.steps:
         uri = store.join(store.root, "runs", skill.name, "<run_key>", step.action)
-        key = f"{step.action}:{step.role}" if step.role else step.action
-        out[key] = uri
+        out[_upstream_key(step.name)] = uri
         out.setdefault(step.action, uri)
     return out
 
@@ -242,7 +246,7 @@ def prepare_run(ctx: RunContext, step: PlannedStep) -> ActionRun:
     skill, request, store = ctx.skill, ctx.request, ctx.store
     action = skill.actions[step.action]
     image = skill.image_for(step.action)
-    upstream = upstream_uris(skill, ctx.results)
+    upstream = upstream_uris(ctx.results)
     overrides = step_overrides(request, step, skill)
 
     parent_uri: str | None = None
