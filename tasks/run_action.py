@@ -105,10 +105,7 @@ def run_action(run: ActionRun, store_root: str, launcher: str = "local",
 
 
 def _stored_success(store: ArtifactStore, run: ActionRun) -> ActionResult | None:
-    try:
-        stored = store.read_result(run.results_uri)
-    except FileNotFoundError:
-        return None
+    stored = store.read_result(run.results_uri)
     return stored if stored is not None and stored.ok and stored.run_key == run.run_key else None
 
 

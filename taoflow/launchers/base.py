@@ -71,3 +71,13 @@ class Launcher(Protocol):
     def result(self, handle: Handle) -> ActionResult:
         """Blocks until the run ends and returns its result (with the checkpoint manifest)."""
         ...
+
+
+def result_after_events(launcher: Launcher, handle: Any) -> ActionResult:
+    """`result` for launchers whose `events` sets `handle.result_value` when the run ends: follow the
+    events to the end unless someone already did."""
+    if handle.result_value is None:
+        for _ in launcher.events(handle):
+            pass
+    assert handle.result_value is not None
+    return handle.result_value

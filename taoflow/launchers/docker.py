@@ -37,7 +37,7 @@ from taoflow.k8s import (
     run_document,
     run_labels,
 )
-from taoflow.launchers.base import Event, Finished
+from taoflow.launchers.base import Event, Finished, result_after_events
 from taoflow.launchers.kubernetes import remove_stale_result, store_status_events
 from taoflow.launchers.logstream import drain_lines, pump_lines
 from taoflow.runs import ActionResult, ActionRun
@@ -291,11 +291,7 @@ class DockerLauncher:
             pass
 
     def result(self, handle: DockerHandle) -> ActionResult:
-        if handle.result_value is None:
-            for _ in self.events(handle):
-                pass
-        assert handle.result_value is not None
-        return handle.result_value
+        return result_after_events(self, handle)
 
 
 def _home() -> Path:

@@ -47,7 +47,7 @@ from taoflow.k8s import (
     run_labels,
     selector,
 )
-from taoflow.launchers.base import Event, Finished, LogLine
+from taoflow.launchers.base import Event, Finished, LogLine, result_after_events
 from taoflow.launchers.logstream import drain_lines, pump_lines
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Skill, load_skill
@@ -546,11 +546,7 @@ class KubernetesLauncher:
                     raise
 
     def result(self, handle: KubernetesHandle) -> ActionResult:
-        if handle.result_value is None:
-            for _ in self.events(handle):
-                pass
-        assert handle.result_value is not None
-        return handle.result_value
+        return result_after_events(self, handle)
 
 
 __all__ = ["KubernetesHandle", "KubernetesLauncher", "PodFailure", "classify_pod", "job_name", "job_state",
