@@ -92,6 +92,7 @@ class ActionResult:
     message: str | None = None
     exit_code: int | None = None
     emulated: bool = False
+    cached: bool = False  # answered from the store without launching (set by the caching layer)
 
     @property
     def ok(self) -> bool:

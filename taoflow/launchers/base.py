@@ -48,7 +48,25 @@ class Finished:
     remedy: str | None = None
 
 
-Event = LogLine | StatusRecord | EpochProgress | Finished
+@dataclass(frozen=True)
+class Cached:
+    """The action was not launched: its results were already in the store (same run key)."""
+
+    results_uri: str
+    emulated: bool = False
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """An attempt failed with an infrastructure failure and another attempt will run (resuming)."""
+
+    attempt: int
+    max_attempts: int
+    reason: str
+    remedy: str | None = None
+
+
+Event = LogLine | StatusRecord | EpochProgress | Finished | Cached | Retrying
 
 
 class Handle(Protocol):
