@@ -155,7 +155,19 @@ class ModelRegistry:
         seqs = self._sequence(model, name)
         if not seqs:
             raise self._not_found(model, name)
-        return [self._event(model, name, s) for s in seqs]
+        uris = [self._event_uri(model, name, s) for s in seqs]
+        bodies = self.store.fs.cat([self._fs_path(u) for u in uris])  # s3fs fetches them concurrently
+        events = []
+        for uri in uris:
+            try:
+                data = json.loads(bodies[self._fs_path(uri)])
+            except json.JSONDecodeError as exc:
+                raise RegistryFormatError(f"{uri} is not valid JSON ({exc}); nothing was changed") from None
+            events.append(RegistryEvent.from_dict(data, uri))
+        return events
+
+    def _fs_path(self, uri: str) -> str:
+        return str(self.store.local_path(uri)) if self.store.is_local else uri.split("://", 1)[1]
 
     def champion(self, model: str, name: str) -> ModelVersion | None:
         """The current champion, or None (no event yet, or only rejections)."""
