@@ -93,3 +93,11 @@ def test_show_refuses_a_champion_whose_engine_was_deleted(registry, capsys):
     assert captured.err.strip().startswith("error: rtdetr/prod: the champion bbbbbb02 has files missing from the "
                                            f"store: engine {engine}")
     assert not captured.out.rstrip("\n").splitlines()[-1].endswith(".engine")
+
+
+def test_show_a_name_whose_every_challenger_was_rejected(registry, capsys):
+    registry.promote(make_version(registry.store, "eeeeee05", 0.70, 0.50), "edge", rule=RULE)  # parity fails
+    assert run_cli(["models", "show", "rtdetr", "edge", "--store", registry.store.root]) == 2
+    captured = capsys.readouterr()
+    assert "eeeeee05" in captured.out and "rejected" in captured.out
+    assert captured.err.strip() == "error: rtdetr/edge has no champion: every challenger so far was rejected"

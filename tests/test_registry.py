@@ -400,3 +400,10 @@ def test_event_files_are_plain_json_with_a_format(tmp_path):
     assert json.loads((folder / "registry.json").read_text())["format"] == 1
     data = json.loads((folder / "events" / "00000001.json").read_text())
     assert data["format"] == 1 and data["champion"]["format"] == 1 and data["kind"] == "promoted"
+
+
+def test_the_registry_is_engine_code_without_prefect():
+    code = ("import sys, taoflow.registry, taoflow.promotion, taoflow.commands.models; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -13,6 +13,7 @@ import pytest
 
 from taoflow.datasets import write_sample_data
 from taoflow.dotted import get_dotted
+from taoflow.errors import UserError
 from taoflow.launchers.local import LocalLauncher
 from taoflow.planner import PipelineRequest, PlannedStep, RunContext, plan_pipeline, prepare_run
 from taoflow.promotion import MetricRule, PromotionPolicy, find_kpi
@@ -80,9 +81,7 @@ def test_promotion_on_emulated_pipelines_with_warm_start(any_store_root, data):
     outcome = registry.promote(first, "prod", rule=rule, policy=policy)
     parity = [c for c in outcome.decision.checks if c.name == "parity"]
     assert parity and f"({first.precision})" in parity[0].detail
-    assert outcome.promoted == parity[0].passed
-    if not outcome.promoted:
-        pytest.skip(f"the emulated engine failed parity: {parity[0].detail}")
+    assert outcome.promoted, f"an emulated engine without a fault must pass parity: {outcome.decision.summary()}"
 
     # 2. warm start: the champion's checkpoint is the PTM of the retraining run, and part of its run key
     warm = registry.warm_start_checkpoint("rtdetr", "prod")
@@ -122,3 +121,14 @@ def test_promotion_on_emulated_pipelines_with_warm_start(any_store_root, data):
     assert registry.champion("rtdetr", "prod") == expected
     assert [e.kind for e in registry.history("rtdetr", "prod")] == [
         "promoted", "promoted" if outcome.promoted else "rejected"]
+
+
+def test_a_version_needs_successful_train_evaluate_and_export(tmp_path, data):
+    skill, store = load_skill("rtdetr"), ArtifactStore(tmp_path / "store")
+    request = PipelineRequest(model="rtdetr", data=data, store=store.root)
+    ok = {step: ActionResult("rtdetr", step, f"{step}-key", "SUCCESS", f"/x/{step}") for step in ACTIONS}
+    with pytest.raises(UserError, match="needs the results of export"):
+        version_from_pipeline(store, skill, request, {k: v for k, v in ok.items() if k != "export"}, {})
+    failed = {**ok, "gen_trt_engine": ActionResult("rtdetr", "gen_trt_engine", "k", "FAILURE", "/x/g")}
+    with pytest.raises(UserError, match=r"did not succeed: gen_trt_engine \(FAILURE\)"):
+        version_from_pipeline(store, skill, request, failed, {})
