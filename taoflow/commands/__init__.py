@@ -1,4 +1,5 @@
 import taoflow.commands.checkpoints
+import taoflow.commands.models
 import taoflow.commands.sample_data
 import taoflow.commands.skills
 import taoflow.commands.spec  # noqa: F401
