@@ -27,7 +27,7 @@ def test_skills_list_shows_the_five_models(capsys):
     assert code == 0
     for model in ("rtdetr", "centerpose", "action_recognition", "sparse4d", "nvpanoptix3d"):
         assert model in out
-    for text in ("val_mAP (maximize)", "train_loss (minimize)", "front3d, matterport", "6.0.0-data-services"):
+    for text in ("val_mAP (maximize)", "train_loss (minimize)", "front3d, matterport", "6.26.3-data-services"):
         assert text in out
 
 
