@@ -172,6 +172,9 @@ def preflight(skill: Skill, request: PipelineRequest, plan: Plan, store: Artifac
             continue
         for problem in validate_spec(skill, step.action, spec, complete=True, force=request.force):
             problems.append(f"{step.name}: {problem}")
+        image_problem = skill.image_problem(step.action)  # an image known not to contain the action
+        if image_problem:
+            problems.append(f"{step.name}: {image_problem}")
         specs[step.name] = spec
     if problems:
         raise UserError(f"the {skill.name} pipeline is not valid; nothing was started", problems)

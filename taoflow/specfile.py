@@ -236,7 +236,7 @@ def resolve_all(spec: dict[str, Any], default_of: Callable[[str], Any] | None = 
     resolver = Resolver(spec, default_of, env)
     out = _plain_copy(spec)
     for key, value in list(iter_interpolations(spec)):
-        _set_path(out, key, resolver.resolve(key, value))
+        set_path(out, key, resolver.resolve(key, value))
     return out
 
 
@@ -259,7 +259,8 @@ def _absolute(key: str, dots: str, target: str) -> str:
     return ".".join([*parent, target])
 
 
-def _set_path(tree: Any, dotted: str, value: Any) -> None:
+def set_path(tree: Any, dotted: str, value: Any) -> None:
+    """Set a dotted key with list indexes (`a.b[0].c`) in place."""
     parts = _parts(dotted)
     node = tree
     for part in parts[:-1]:
