@@ -199,6 +199,7 @@ class Resolver:
             raise Unresolved("runtime", f"{value} uses {names[0]}:, which TAO resolves inside its container")
         try:
             cfg = self._omegaconf_config(value)
+            OmegaConf.update(cfg, key, value, force_add=True)
             resolved = OmegaConf.select(cfg, key, throw_on_missing=True)
             if OmegaConf.is_config(resolved):
                 resolved = OmegaConf.to_container(resolved, resolve=True)

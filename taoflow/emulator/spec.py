@@ -65,6 +65,19 @@ def load_spec(path: str | Path, overrides: dict[str, Any],
     return spec
 
 
+def schema_defaults(model: str, action: str) -> Callable[[str], Any]:
+    """`default_of` for load_spec: TAO's default of a dotted key, from the action's generated schema."""
+    schema = load_schema(model, action)
+
+    def default_of(key: str) -> Any:
+        value = schema_default(schema, key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    return default_of
+
+
 def schema_path(model: str, action: str) -> Path | None:
     """The generated schema of a TAO action (dataset_convert's under its own or TAO's `convert` name)."""
     env = os.environ.get("TAOFLOW_SKILLS_DIR")
