@@ -134,6 +134,8 @@ _PANOPTIX = "nvidia-tao-pytorch 7.3.0 (PyPI):nvidia_tao_pytorch/cv/nvpanoptix3d/
 CASE_INSENSITIVE_OPTIONS: dict[str, dict[str, str]] = {
     "rtdetr": {
         "train.precision": "tao_pytorch_backend:nvidia_tao_pytorch/cv/rtdetr/scripts/train.py:93-97",
+        # train.py lower-cases it to pick the Lightning strategy; pl_rtdetr_model.py:205 and distiller.py:328
+        # compare "fsdp" as written, so FSDP in upper case would also need lower case there (DDP is fine).
         "train.distributed_strategy": "tao_pytorch_backend:nvidia_tao_pytorch/cv/rtdetr/scripts/train.py:107-111",
         "gen_trt_engine.tensorrt.data_type": _TRT_DATA_TYPE,
         "quantize.mode": _QUANT_MODE,
@@ -150,14 +152,21 @@ CASE_INSENSITIVE_OPTIONS: dict[str, dict[str, str]] = {
         "train.optim.type": _PANOPTIX + "utils/helper.py:354",
         "train.precision": _PANOPTIX + "scripts/train.py:38",
         "train.distributed_strategy": _PANOPTIX + "scripts/train.py:46",
-        "model.mode": _PANOPTIX + "model/pl_model_2d.py:53",
-        "dataset.name": _PANOPTIX + "model/pl_model_2d.py:77",
+        # Not model.mode nor dataset.name: pl_model_2d.py:53,77 lower-case them, but model/model_2d.py:245 and
+        # model/reconstruction/decoder.py:95 compare them as written.
     },
 }
 
 # Options TAO's code takes beyond TAO Core's valid_options.
 EXTRA_OPTIONS: dict[str, dict[str, tuple[list[Any], str]]] = {
     "nvpanoptix3d": {"train.optim.type": (["SGD"], _PANOPTIX + "utils/helper.py:354-359 (sgd and adamw)")},
+}
+
+# Options of keys TAO's code never reads: a value outside TAO Core's list is a warning (`x-tao-unread`).
+UNREAD_OPTIONS: dict[str, dict[str, str]] = {
+    "nvpanoptix3d": {
+        "inference.mode": _PANOPTIX + " reads model.mode, never inference.mode (no reference in cv/nvpanoptix3d)",
+    },
 }
 
 # Keys TAO's code reads in more shapes than the dataclass annotation says. `key[]` means each item of a list.
@@ -701,9 +710,12 @@ def _enum_holder(node: dict) -> dict:
 
 
 def apply_reading_rules(network: str, doc: dict) -> None:
-    """Apply CASE_INSENSITIVE_OPTIONS, EXTRA_OPTIONS and EXTRA_SHAPES of a TAO network to a schema document."""
+    """Apply the reading rules (CASE_INSENSITIVE_OPTIONS, UNREAD_OPTIONS, EXTRA_OPTIONS, EXTRA_SHAPES) of a TAO
+    network to a schema document."""
     for dotted, source in CASE_INSENSITIVE_OPTIONS.get(network, {}).items():
         _enum_holder(_node_at(doc, dotted))["x-tao-ignore-case"] = source
+    for dotted, source in UNREAD_OPTIONS.get(network, {}).items():
+        _enum_holder(_node_at(doc, dotted))["x-tao-unread"] = source
     for dotted, (options, source) in EXTRA_OPTIONS.get(network, {}).items():
         holder = _enum_holder(_node_at(doc, dotted))
         holder["enum"] = [*holder["enum"], *[o for o in options if o not in holder["enum"]]]

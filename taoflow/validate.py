@@ -271,6 +271,9 @@ def _schema_problems(err: ValidationError, compiled: CompiledSchema) -> list[Pro
             return []
         options = ", ".join(json.dumps(v) if not isinstance(v, str) else v for v in err.validator_value)
         case = " (any case)" if schema.get("x-tao-ignore-case") else ""
+        if schema.get("x-tao-unread"):
+            return [Problem(key, value, f"is not one of TAO's options ({options}), but TAO never reads this key",
+                            WARNING)]
         return [Problem(key, value, f"must be one of: {options}{case}")]
     if kind == "const":
         return [Problem(key, value, f"must be {_show(err.validator_value)}")]
