@@ -269,6 +269,16 @@ def set_path(tree: Any, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def drop_path(tree: Any, dotted: str) -> None:
+    """Remove a dotted key with list indexes, when it is a key of a mapping."""
+    parts = _parts(dotted)
+    node = tree
+    for part in parts[:-1]:
+        node = node[part]
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
 def _plain_copy(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _plain_copy(v) for k, v in value.items()}

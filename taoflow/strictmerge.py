@@ -187,21 +187,26 @@ def assign(value: Any, schema: Mapping[str, Any], key: str, default: Any, result
         by_merge = t.kind == "object" or (t.kind in ("list", "dict") and default is None)
         result.interpolations.append(Interpolation(key, value, schema, by_merge))
         return value
-    if value is None:
-        if t.optional:
-            return None
-        result.issues.append(Issue(key, value, "null", f"must not be null: must be {t.text()}"))
-        return _DROP
-    if t.kind == "object":
-        if isinstance(value, Mapping):
-            return _object(value, schema, key, result)
-        result.issues.append(Issue(key, value, "type", f"must be {t.text()}"))
-        return _DROP
+    if value is None or t.kind == "object":
+        return _null_or_object(value, schema, t, key, result)
     if t.kind == "list":
         return _list(value, schema, t, key, result)
     if t.kind == "dict":
         return _dict(value, schema, t, key, default, result)
     return _scalar(value, t, key, result)
+
+
+def _null_or_object(value: Any, schema: Mapping[str, Any], t: TaoType, key: str, result: MergeResult) -> Any:
+    """null (only where the field is Optional) or a dataclass section (only a mapping of its keys)."""
+    if value is None:
+        if t.optional:
+            return None
+        result.issues.append(Issue(key, value, "null", f"must not be null: must be {t.text()}"))
+        return _DROP
+    if isinstance(value, Mapping):
+        return _object(value, schema, key, result)
+    result.issues.append(Issue(key, value, "type", f"must be {t.text()}"))
+    return _DROP
 
 
 def _object(value: Mapping[str, Any], schema: Mapping[str, Any], key: str, result: MergeResult) -> Any:
@@ -243,16 +248,8 @@ def _list_item(item: Any, t: TaoType, schema: Mapping[str, Any], key: str, resul
     if is_interpolation(item):
         result.interpolations.append(Interpolation(key, item, _item_schema(schema, t), t.kind == "object"))
         return item
-    if item is None:
-        if t.optional or t.kind == "any":
-            return None
-        result.issues.append(Issue(key, item, "null", f"must not be null: must be {t.text()}"))
-        return _DROP
-    if t.kind == "object":
-        if isinstance(item, Mapping):
-            return _object(item, schema, key, result)
-        result.issues.append(Issue(key, item, "type", f"must be {t.text()}"))
-        return _DROP
+    if item is None or t.kind == "object":
+        return _null_or_object(item, schema, t, key, result)
     if t.kind == "list":
         if not isinstance(item, list):
             result.issues.append(Issue(key, item, "type", f"must be {t.text()}"))

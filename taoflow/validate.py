@@ -31,7 +31,7 @@ from jsonschema.exceptions import ValidationError
 from taoflow.dotted import get_dotted
 from taoflow.errors import UserError
 from taoflow.skill import Skill
-from taoflow.specfile import PLACEHOLDER, Resolver, Unresolved
+from taoflow.specfile import PLACEHOLDER, Resolver, Unresolved, drop_path, set_path
 from taoflow.specschema import CompiledSchema, load_schema, resolve_schema, schema_path
 from taoflow.strictmerge import MergeResult, strict_merge, type_of
 from taoflow.strictmerge import assign as merge_value
@@ -125,16 +125,16 @@ def _resolve_interpolations(merge: MergeResult, compiled: CompiledSchema, report
             value = resolver.resolve(interp.key, interp.value)
         except Unresolved as why:
             _unresolved(interp, why, target_type, compiled, report)
-            _drop(resolved, interp.key)
+            drop_path(resolved, interp.key)
             continue
         check = MergeResult()
         converted = merge_value(value, interp.schema, interp.key, None, check)
         if check.issues:
             report.errors.append(Problem(interp.key, interp.value, f"resolves to {_show(value)}, but {interp.key} "
                                          f"{check.issues[0].message}"))
-            _drop(resolved, interp.key)
+            drop_path(resolved, interp.key)
         else:
-            _put(resolved, interp.key, converted)
+            set_path(resolved, interp.key, converted)
     return resolved
 
 
@@ -160,33 +160,6 @@ def _compatible(source: str, holder: str) -> bool:
     if source == holder or holder in ("any", "str") or source == "any":
         return True
     return (source, holder) in {("int", "float"), ("int", "bool"), ("str", "int"), ("str", "float"), ("str", "bool")}
-
-
-def _drop(tree: Any, dotted: str) -> None:
-    parts = _path(dotted)
-    node = tree
-    for part in parts[:-1]:
-        node = node[part]
-    if isinstance(node, dict):
-        node.pop(parts[-1], None)
-
-
-def _put(tree: Any, dotted: str, value: Any) -> None:
-    parts = _path(dotted)
-    node = tree
-    for part in parts[:-1]:
-        node = node[part]
-    node[parts[-1]] = value
-
-
-def _path(dotted: str) -> list[str | int]:
-    out: list[str | int] = []
-    for piece in re.split(r"\.(?![^\[]*\])", dotted):
-        name, *indexes = re.split(r"\[(\d+)\]", piece)
-        if name:
-            out.append(name)
-        out += [int(i) for i in indexes if i]
-    return out
 
 
 # ------------------------------------------------------------------ 3. the schema on merged values
