@@ -88,11 +88,6 @@ def is_interpolation(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
 
 
-def is_missing(value: Any) -> bool:
-    """TAO's `???` or NVIDIA's tutorial placeholder `??`: a value still to be given."""
-    return value in (MISSING_VALUE, PLACEHOLDER)
-
-
 def iter_interpolations(tree: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
     """(dotted key, interpolation string) for every interpolation in a spec, lists included."""
     if isinstance(tree, Mapping):
