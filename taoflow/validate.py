@@ -71,6 +71,13 @@ class Report:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
+    def raise_errors(self, skill: Skill, action: str) -> None:
+        """One UserError listing every error (nothing when there is none)."""
+        if self.errors:
+            raise UserError(
+                f"the {skill.name} {action} spec has {len(self.errors)} problem(s)", [str(p) for p in self.errors]
+            )
+
 
 def _show(value: Any, limit: int = 80) -> str:
     if value is _ABSENT:
@@ -386,8 +393,5 @@ def check_spec(
 ) -> list[Problem]:
     """Raise one UserError listing every error; return the warnings (nothing to raise for them)."""
     report = validation_report(skill, action, spec, complete=complete, force=force, read_data=read_data)
-    if report.errors:
-        raise UserError(
-            f"the {skill.name} {action} spec has {len(report.errors)} problem(s)", [str(p) for p in report.errors]
-        )
+    report.raise_errors(skill, action)
     return report.warnings

@@ -115,8 +115,8 @@ def test_corpus_covers_every_model_and_action_both_ways():
             assert verdicts & {"reject", "reject-at-runtime"}, f"{model} {action}: no rejected spec in the corpus"
 
 
-def test_corpus_files_are_written_for_this_project_not_copied():
-    """Every file names the NVIDIA spec it imitates (repo:path) and is not a byte copy of a template of ours."""
+def test_every_corpus_file_names_the_nvidia_spec_it_imitates():
+    """Every file names the public NVIDIA spec whose patterns it reproduces, as repo:path."""
     for path in FILES:
         imitates = header(path)["imitates"]
         assert re.match(r"^[\w.-]+(/[\w.-]+)?:[\w./-]+\.(yaml|yml|py|md)", imitates), f"{path}: {imitates}"
