@@ -2,8 +2,9 @@
 
 `python benchmarks/spec.py [--repeat N]` prints, per model, the cold first call (template read, schema
 compiled and cached) and the median / p90 of warm calls of build_spec + validate_spec(complete=True),
-the way the pipeline preflight runs them. Dataset URIs are s3:// (no AWS environment is needed: the
-rules skip remote reads unless S3 is configured, as on a laptop without credentials).
+the way the pipeline preflight runs them (the encryption key as `${oc.env:TAO_ENCRYPTION_KEY}`). Dataset
+URIs are s3:// (no AWS environment is needed: the rules skip remote reads unless S3 is configured, as on
+a laptop without credentials).
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ OVERRIDES = {
 }
 
 
+# How the pipeline passes the encryption key: an OmegaConf env interpolation, resolved in the container.
+KEY = "encryption_key=${oc.env:TAO_ENCRYPTION_KEY}"
+
+
 def render_and_validate(model: str) -> int:
     skill = load_skill(model)
-    spec = build_spec(skill, "train", data=DATA, upstream=UPSTREAM, overrides=OVERRIDES.get(model, []),
+    spec = build_spec(skill, "train", data=DATA, upstream=UPSTREAM, overrides=[*OVERRIDES.get(model, []), KEY],
                       handoffs={"results_dir": f"s3://bucket/runs/{model}/k/train"})
     problems = validate_spec(skill, "train", spec, complete=True)
     if problems:

@@ -112,6 +112,81 @@ NETWORK_CONFIGS = "microservices/handlers/network_configs"
 ANNOTATION_KEYS = ("title", "description", "examples", "default")
 MATH_COND = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
+# ------------------------------------------------------------------------ how TAO really reads a spec
+# TAO Core's dataclasses say less than TAO's code does. These rules, each checked in NVIDIA's source (cited),
+# make the schemas accept what TAO accepts. Sources: tao_pytorch_backend / tao_deploy are NVIDIA's GitHub
+# repositories (release 6.25.10 / 6.25.11); NVPanoptix3D is not in them, its code is read from the
+# nvidia-tao-pytorch 7.3.0 wheel on PyPI.
+
+# TAO Core metadata that OmegaConf's merge ignores and TAO's code does not check: valid_min/valid_max and
+# math_cond (minimum/maximum/exclusive*) and TAO's regex patterns. A value outside them is a warning (NVIDIA's
+# own specs break them: centerpose gen_trt_engine max_batch_size 4 / opt_batch_size 2 against valid_min 8 / 4,
+# nvidia_tao_core/config/centerpose/deploy.py:36-53 vs tao_deploy:nvidia_tao_deploy/cv/centerpose/specs/
+# gen_trt_engine.yaml). The validator reads this list from each schema (`x-tao-advisory-keywords`).
+ADVISORY_KEYWORDS = ["exclusiveMaximum", "exclusiveMinimum", "maximum", "minimum", "pattern"]
+
+# Options TAO compares after `.lower()`: any case of a valid option is accepted (`x-tao-ignore-case`).
+_TRT_DATA_TYPE = "tao_deploy:nvidia_tao_deploy/cv/common/initialize_experiments.py:54"
+_QUANT_MODE = ("tao_pytorch_backend:nvidia_tao_pytorch/core/quantization/backends/modelopt/modelopt.py:105, "
+               "torchao/torchao.py:209")
+_QUANT_ALGORITHM = "tao_pytorch_backend:nvidia_tao_pytorch/core/quantization/backends/modelopt/utils.py:226"
+_PANOPTIX = "nvidia-tao-pytorch 7.3.0 (PyPI):nvidia_tao_pytorch/cv/nvpanoptix3d/"
+CASE_INSENSITIVE_OPTIONS: dict[str, dict[str, str]] = {
+    "rtdetr": {
+        "train.precision": "tao_pytorch_backend:nvidia_tao_pytorch/cv/rtdetr/scripts/train.py:93-97",
+        # train.py lower-cases it to pick the Lightning strategy; pl_rtdetr_model.py:205 and distiller.py:328
+        # compare "fsdp" as written, so FSDP in upper case would also need lower case there (DDP is fine).
+        "train.distributed_strategy": "tao_pytorch_backend:nvidia_tao_pytorch/cv/rtdetr/scripts/train.py:107-111",
+        "gen_trt_engine.tensorrt.data_type": _TRT_DATA_TYPE,
+        "quantize.mode": _QUANT_MODE,
+        "quantize.algorithm": _QUANT_ALGORITHM,
+    },
+    "centerpose": {"gen_trt_engine.tensorrt.data_type": _TRT_DATA_TYPE},
+    "sparse4d": {
+        "train.precision": "tao_pytorch_backend:nvidia_tao_pytorch/cv/sparse4d/scripts/train.py:42-46",
+        "quantize.mode": _QUANT_MODE,
+        "quantize.algorithm": _QUANT_ALGORITHM,
+    },
+    "nvpanoptix3d": {
+        "train.optim.lr_scheduler": _PANOPTIX + "utils/helper.py:370,379 (NVIDIA's specs write WarmupPoly)",
+        "train.optim.type": _PANOPTIX + "utils/helper.py:354",
+        "train.precision": _PANOPTIX + "scripts/train.py:38",
+        "train.distributed_strategy": _PANOPTIX + "scripts/train.py:46",
+        # Not model.mode nor dataset.name: pl_model_2d.py:53,77 lower-case them, but model/model_2d.py:245 and
+        # model/reconstruction/decoder.py:95 compare them as written.
+    },
+}
+
+# Options TAO's code takes beyond TAO Core's valid_options.
+EXTRA_OPTIONS: dict[str, dict[str, tuple[list[Any], str]]] = {
+    "nvpanoptix3d": {"train.optim.type": (["SGD"], _PANOPTIX + "utils/helper.py:354-359 (sgd and adamw)")},
+}
+
+# Options of keys TAO's code never reads: a value outside TAO Core's list is a warning (`x-tao-unread`).
+UNREAD_OPTIONS: dict[str, dict[str, str]] = {
+    "nvpanoptix3d": {
+        "inference.mode": _PANOPTIX + " reads model.mode, never inference.mode (no reference in cv/nvpanoptix3d)",
+    },
+}
+
+# Keys TAO's code reads in more shapes than the dataclass annotation says. `key[]` means each item of a list.
+# The strict merge lets both shapes through (a container is not checked as an item of a list of ints, nor as
+# a new value of a Dict[str, str]); the schema then accepts exactly the shapes TAO's code reads.
+EXTRA_SHAPES: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
+    "rtdetr": {
+        "dataset.infer_data_sources.image_dir": (
+            {"type": "array", "items": {"type": "string"}},
+            "tao_pytorch_backend:nvidia_tao_pytorch/cv/rtdetr/dataloader/pl_od_data_module.py:107-109 "
+            "(a string becomes a one-item list)",
+        ),
+        "dataset.augmentation.multi_scales[]": (
+            {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+            "tao_pytorch_backend:nvidia_tao_pytorch/cv/rtdetr/model/pl_rtdetr_model.py:236-247 "
+            "(an int is a square size, a [h, w] pair a rectangle)",
+        ),
+    },
+}
+
 
 @dataclass(frozen=True)
 class Step:
@@ -121,6 +196,9 @@ class Step:
     tao_action: str
     network: str
     sections: tuple[str, ...]
+    # `template_defaults` of the skill (and of the action), dotted key → value: where NVIDIA's pretrained
+    # models need other values than TAO Core's dataclass defaults.
+    template_defaults: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -178,8 +256,10 @@ def skill_steps(model: str) -> list[Step]:
         steps = []
         for name, action in data["actions"].items():
             sections = action.get("sections") or FALLBACK_SECTIONS.get(action["tao_action"], [])
+            defaults = {**(data.get("template_defaults") or {}), **(action.get("template_defaults") or {})}
             steps.append(
-                Step(name, action["tao_action"], action.get("network") or network, tuple(sections))
+                Step(name, action["tao_action"], action.get("network") or network, tuple(sections),
+                     tuple(defaults.items()))
             )
         return steps
     steps = []
@@ -207,6 +287,38 @@ def _json_safe(value: Any) -> Any:
 
 def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def annotation_text(tp: Any) -> str:
+    """TAO Core's annotation of a field as text (`Optional[List[Dict[str, str]]]`): the `x-tao-type` that
+    taoflow/strictmerge.py reads to apply OmegaConf's merge rules without TAO Core."""
+    if tp is Any:
+        return "Any"
+    if tp is type(None):
+        return "NoneType"
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1 and len(args) == 2:
+            return f"Optional[{annotation_text(members[0])}]"
+        inner = "Union[" + ", ".join(annotation_text(m) for m in members) + "]"
+        return f"Optional[{inner}]" if len(members) < len(args) else inner
+    if origin in (list, tuple):
+        name = "List" if origin is list else "Tuple"
+        return f"{name}[{', '.join(annotation_text(a) for a in args)}]" if args else name.lower()
+    if origin is dict:
+        return f"Dict[{annotation_text(args[0])}, {annotation_text(args[1])}]" if args else "dict"
+    if tp in (list, tuple, dict):
+        return tp.__name__
+    if isinstance(tp, type):
+        return "Path" if issubclass(tp, pathlib.PurePath) else tp.__name__
+    raise TypeError(f"no text for type annotation {tp!r}")
+
+
+def field_annotations(cls: Any) -> dict[str, Any]:
+    """The annotations of a dataclass's fields, forward references resolved."""
+    return typing.get_type_hints(cls) if _is_dataclass_type(cls) else {}
 
 
 def allow_null(schema: dict) -> dict:
@@ -415,6 +527,7 @@ class DataclassWalker:
 
         tao_props = (tao or {}).get("properties") or {}
         props: dict[str, dict] = {}
+        hints = field_annotations(_structured_type(cfg))
         for key in cfg:
             node = cfg._get_node(key)
             meta = tao_props.get(key) if isinstance(tao_props.get(key), dict) else {}
@@ -440,6 +553,8 @@ class DataclassWalker:
                 for k in ("title", "description"):
                     if meta.get(k):
                         sub[k] = meta[k]
+                if key in hints:
+                    sub["x-tao-type"] = annotation_text(hints[key])
                 props[str(key)] = sub
                 continue
             missing = node._is_missing()
@@ -455,6 +570,8 @@ class DataclassWalker:
                 if isinstance(default, enum.Enum):
                     default = default.name
             schema = _apply_tao_metadata(schema, meta, missing, default)
+            if key in hints:
+                schema["x-tao-type"] = annotation_text(hints[key])
             props[str(key)] = _wrap_missing(schema) if missing else _admit_default(schema, ".".join(dotted))
         out = {"type": "object", "properties": props, "additionalProperties": False}
         cls = _structured_type(cfg)
@@ -562,8 +679,53 @@ def schema_document(model: str, tao_action: str, steps: list[Step], net: Network
         "x-tao-popular": sorted(net.found.popular),
         "x-tao-required": sorted(net.found.required),
         "x-tao-missing-parameters": missing,
+        "x-tao-advisory-keywords": ADVISORY_KEYWORDS,
     }
+    apply_reading_rules(net.network, doc)
     return doc
+
+
+def _node_at(doc: dict, dotted: str, create: bool = False) -> dict:
+    """The schema of a dotted key (`key[]`: its items); with `create`, a key of a free-form mapping is added."""
+    node = doc
+    items = dotted.endswith("[]")
+    for part in dotted.removesuffix("[]").split("."):
+        props = node.get("properties")
+        if props is not None and part in props:
+            node = props[part]
+        elif create and isinstance(node.get("additionalProperties"), dict):
+            node.setdefault("properties", {})[part] = copy.deepcopy(node["additionalProperties"])
+            node = node["properties"][part]
+        else:
+            raise SystemExit(f"{dotted}: no such key in the schema (a reading rule names it)")
+    return node["items"] if items else node
+
+
+def _enum_holder(node: dict) -> dict:
+    """The dict that carries a property's `enum` (itself, its items, or an anyOf branch)."""
+    for candidate in [node, node.get("items") or {}, *node.get("anyOf", [])]:
+        if isinstance(candidate, dict) and "enum" in candidate:
+            return candidate
+    raise SystemExit(f"no enum in {node.get('title') or node}")
+
+
+def apply_reading_rules(network: str, doc: dict) -> None:
+    """Apply the reading rules (CASE_INSENSITIVE_OPTIONS, UNREAD_OPTIONS, EXTRA_OPTIONS, EXTRA_SHAPES) of a TAO
+    network to a schema document."""
+    for dotted, source in CASE_INSENSITIVE_OPTIONS.get(network, {}).items():
+        _enum_holder(_node_at(doc, dotted))["x-tao-ignore-case"] = source
+    for dotted, source in UNREAD_OPTIONS.get(network, {}).items():
+        _enum_holder(_node_at(doc, dotted))["x-tao-unread"] = source
+    for dotted, (options, source) in EXTRA_OPTIONS.get(network, {}).items():
+        holder = _enum_holder(_node_at(doc, dotted))
+        holder["enum"] = [*holder["enum"], *[o for o in options if o not in holder["enum"]]]
+        holder["x-tao-extra-options"] = source
+    for dotted, (shape, source) in EXTRA_SHAPES.get(network, {}).items():
+        node = _node_at(doc, dotted, create=True)
+        declared = {k: v for k, v in node.items() if not k.startswith("x-") and k not in ANNOTATION_KEYS}
+        kept = {k: v for k, v in node.items() if k not in declared}
+        node.clear()
+        node.update({**kept, "anyOf": [declared, shape], "x-tao-shapes": source})
 
 
 def template_document(step: Step, net: NetworkModel, version: str) -> str:
@@ -586,6 +748,7 @@ def template_document(step: Step, net: NetworkModel, version: str) -> str:
             sub_type = _structured_type(node)
             node = OmegaConf.structured(sub_type) if sub_type else node
         data[key] = OmegaConf.to_container(node, resolve=False, enum_to_str=True)
+    changed = _apply_template_defaults(step, data)
     header = (
         f"# Generated by {GENERATOR} from nvidia-tao-core {version}: TAO network '{net.network}', "
         f"action '{step.tao_action}' (step '{step.name}').\n"
@@ -594,8 +757,32 @@ def template_document(step: Step, net: NetworkModel, version: str) -> str:
         f"# Sections: {', '.join(step.sections)}. results_dir, model_name and encryption_key are left "
         "out on purpose (handoffs fill them; secrets never live in a spec file).\n"
     )
+    if changed:
+        header += (
+            "# Not TAO's defaults, to fit NVIDIA's pretrained models (template_defaults in skill.yaml): "
+            + ", ".join(changed) + ".\n"
+        )
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
     return header + body
+
+
+def _apply_template_defaults(step: Step, data: dict[str, Any]) -> list[str]:
+    """Set the step's template defaults that fall in the sections it reads; the keys set, in order."""
+    changed = []
+    for dotted, value in step.template_defaults:
+        parts = dotted.split(".")
+        if parts[0] not in data:
+            continue  # a section this step does not read
+        node = data
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise SystemExit(f"{step.name}: template default {dotted}: {part!r} is not a section of the template")
+        if parts[-1] not in node:
+            raise SystemExit(f"{step.name}: template default {dotted} is not a key of TAO's config")
+        node[parts[-1]] = copy.deepcopy(value)
+        changed.append(dotted)
+    return changed
 
 
 def dump_json(obj: Any) -> str:

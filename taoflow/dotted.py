@@ -2,7 +2,7 @@
 
 TAO specs are nested YAML; every override, handoff and data source names its field as a dotted path.
 These helpers read, write and delete such paths, parse `KEY=VALUE` assignments with YAML-typed values
-(`10` → int, `1e-4` → float, `true` → bool, `null`, `[1, 2]`, `{a: 1}`), and expand flat
+(`10` → int, `1e-4` → float, `true` → bool, `null`, `[1, 2]`, `{a: 1}`, OmegaConf's YAML rules), and expand flat
 `{"a.b": 1}` mappings into nested ones.
 """
 
@@ -13,14 +13,10 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import yaml
-
 from taoflow.errors import UserError
 
 _MISSING = object()
 _KEY_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-# YAML 1.1 (PyYAML) reads `1e-4` as a string; TAO users mean a float.
-_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def split_key(key: str) -> list[str]:
@@ -72,30 +68,11 @@ def delete_dotted(tree: dict[str, Any], key: str) -> bool:
 
 
 def parse_value(raw: str) -> Any:
-    """A YAML scalar/flow value: ints, floats (also `1e-4`), bools, null, `[1, 2]`, `{a: 1}`; else the text."""
-    text = raw.strip()
-    if text == "":
-        return ""
-    if _FLOAT.match(text) and not re.match(r"^[-+]?\d+$", text):
-        return float(text)
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return raw
-    if text[0] in "'\"":
-        return value  # quoted: the user asked for a string
-    return _floats_in(value)
+    """A YAML scalar/flow value read as TAO reads it (OmegaConf's rules, taoflow.specfile): ints, floats (also
+    `1e-4`), bools, null, `[1, 2]`, `{a: 1}`; a quoted value stays a string; anything else is the text."""
+    from taoflow.specfile import parse_value as parse_spec_value
 
-
-def _floats_in(value: Any) -> Any:
-    """Apply the `1e-4` → float reading inside lists and dicts parsed by YAML too."""
-    if isinstance(value, str) and _FLOAT.match(value):
-        return float(value)
-    if isinstance(value, list):
-        return [_floats_in(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _floats_in(v) for k, v in value.items()}
-    return value
+    return parse_spec_value(raw)
 
 
 def parse_assignment(item: str) -> tuple[str, Any]:

@@ -1,9 +1,11 @@
 """Model rules: checks beyond the JSON schema, each one a TAO failure seen in practice.
 
-Rules are functions registered per model with `@rule(model, actions=...)`. They get a RuleContext and
-yield `Problem`s naming the dotted key, the value and what is allowed. Rules that need the run's inputs
-(an anchor file, a label map, camera intrinsics) do not fire on an unfilled skeleton (a template whose
-dataset and parent-model keys are still placeholders) unless validation is `complete`.
+Rules are functions registered per model with `@rule(model, actions=...)`. They get a RuleContext (the spec
+as TAO holds it after its merge: converted values, resolved interpolations) and yield `Problem`s naming the
+dotted key, the value and what is allowed; a Problem with severity WARNING is reported without failing.
+Rules that need the run's inputs (an anchor file, a label map, camera intrinsics) do not fire on an unfilled
+skeleton (a template whose dataset and parent-model keys are still placeholders) unless validation is
+`complete`.
 
 Small dataset files (COCO annotations, label maps) are read when reachable: local paths always, remote
 URIs only when an S3 endpoint or credentials are configured; anything unreadable is skipped silently.
@@ -20,7 +22,7 @@ from typing import Any
 
 from taoflow.dotted import get_dotted
 from taoflow.skill import Skill
-from taoflow.validate import ABSENT, MISSING_VALUE, Problem
+from taoflow.validate import ABSENT, MISSING_VALUE, WARNING, Problem
 
 _ABSENT = ABSENT
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
@@ -266,10 +268,11 @@ def rtdetr_distill_bindings(ctx: RuleContext) -> Iterator[Problem]:
 
 
 # ------------------------------------------------------------------ NVPanoptix3D
+# NVPanoptix3D's trainer: nvidia-tao-pytorch 7.3.0 (PyPI), nvidia_tao_pytorch/cv/nvpanoptix3d/scripts/train.py:38-51.
 @rule("nvpanoptix3d", actions=["train"])
 def nvpanoptix3d_precision(ctx: RuleContext) -> Iterator[Problem]:
     value = ctx.get("train.precision", "fp32")
-    if value != "fp32":
+    if not isinstance(value, str) or value.lower() != "fp32":
         yield Problem(
             "train.precision", value,
             "must be fp32: the training entrypoint raises 'ValueError: Only fp32 precision is supported' "
@@ -280,10 +283,11 @@ def nvpanoptix3d_precision(ctx: RuleContext) -> Iterator[Problem]:
 @rule("nvpanoptix3d", actions=["train"])
 def nvpanoptix3d_strategy(ctx: RuleContext) -> Iterator[Problem]:
     value = ctx.get("train.distributed_strategy", "ddp")
-    if value != "ddp":
+    if isinstance(value, str) and value.lower() != "ddp":
         yield Problem(
             "train.distributed_strategy", value,
-            "must be ddp: the NVPanoptix3D trainer only handles ddp (fsdp is in the schema but not supported)",
+            "is ignored: the NVPanoptix3D trainer only sets up ddp and runs anything else with Lightning's "
+            "default strategy", WARNING,
         )
 
 
@@ -353,6 +357,28 @@ def action_recognition_label_map(ctx: RuleContext) -> Iterator[Problem]:
         "dataset.label_map", value,
         f"required for {ctx.action}: the class-name → index mapping used in training, e.g. {{catch: 0, smile: 1}}",
     )
+
+
+AR_PTM_KEYS = ("model.rgb_pretrained_model_path", "model.of_pretrained_model_path", "model.joint_pretrained_model_path")
+AR_PTM_NORMALISATION = [0.5]
+
+
+@rule("action_recognition", actions=["train", "evaluate", "inference", "export"])
+def action_recognition_ptm_normalisation(ctx: RuleContext) -> Iterator[Problem]:
+    """NVIDIA's PTMs see frames normalised with mean/std 0.5 (every NVIDIA fine-tuning spec,
+    tao_tutorials:notebooks/tao_launcher_starter_kit/action_recognition_net/specs/train_rgb_3d_finetune.yaml);
+    a spec fine-tuning one with other values (ImageNet's, TAO Core's default) trains on the wrong inputs."""
+    ptm = next((k for k in AR_PTM_KEYS if not is_unset(ctx.get(k, None))), None)
+    if ptm is None or ctx.get("model.model_type", "rgb") == "of":
+        return
+    for key in ("dataset.augmentation_config.rgb_input_mean", "dataset.augmentation_config.rgb_input_std"):
+        value = ctx.get(key, None)
+        if isinstance(value, list) and value and any(v != 0.5 for v in value):
+            yield Problem(
+                key, value,
+                f"differs from NVIDIA's pretrained models ({ptm} is set): they were trained with mean/std "
+                f"{AR_PTM_NORMALISATION}; keep it unless this PTM was trained with these values", WARNING,
+            )
 
 
 AR_CLASS_FOLDER_KEYS = ("dataset.train_dataset_dir", "dataset.val_dataset_dir", "evaluate.test_dataset_dir")

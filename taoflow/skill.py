@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -54,13 +55,19 @@ HandoffName = Literal[
     "key",
 ]
 
-# TAO Core 7.3.0 default images by role. Tags are configurable per skill and by
-# TAOFLOW_IMAGE_PYT / TAOFLOW_IMAGE_DEPLOY / TAOFLOW_IMAGE_DATA_SERVICES.
+# Default images by role: TAO 6.26.3, the release NVIDIA's own launcher maps every action of the five models
+# to (nvidia-tao 6.26.3 on PyPI, nvidia_tao_cli/config/config.json: rtdetr, centerpose, action_recognition,
+# sparse4d and nvpanoptix3d → 6.26.3-pyt; annotations → 6.26.3-data-services; config_deploy.json: rtdetr,
+# centerpose → 6.26.3-deploy) and NVIDIA's skill bank pins. TAO Core's own fallbacks (6.0.0) cannot run
+# Sparse4D, its AICity converter, RT-DETR quantize or NVPanoptix3D (docs/spec-acceptance.md). An action that
+# needs a newer release names its own `image_ref` in skill.yaml (Sparse4D quantize).
 DEFAULT_IMAGES = {
-    "pyt": "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt",
-    "deploy": "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-deploy",
-    "data-services": "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-data-services",
+    "pyt": "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt",
+    "deploy": "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-deploy",
+    "data-services": "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-data-services",
 }
+# `<repo>/tao-toolkit:<X.Y.Z>-<flavour>`: NVIDIA's tag scheme, whose release tells what the image contains.
+_RELEASE_TAG = re.compile(r"(?:^|/)tao-toolkit:(\d+)\.(\d+)\.(\d+)")
 
 
 class ImageRole(str, Enum):
@@ -105,6 +112,24 @@ class DataSource(_Strict):
     required: bool = True
 
 
+class ReleaseNeed(_Strict):
+    """The first TAO release whose image can run an action, and why (the NVIDIA source that shows it)."""
+
+    release: str
+    why: str
+
+    @field_validator("release")
+    @classmethod
+    def _is_version(cls, release: str) -> str:
+        if not re.fullmatch(r"\d+\.\d+\.\d+", release):
+            raise ValueError(f"release {release!r} must look like 6.25.7")
+        return release
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.release.split("."))
+
+
 class Action(_Strict):
     """One step the model can run. `tao_action` is TAO's action name (the step `trt_evaluate` is TAO's
     `evaluate` in the deploy image); `argv` is the container command with `{spec}` for the spec path."""
@@ -132,6 +157,12 @@ class Action(_Strict):
     # Keys TAO marks mandatory (`???`) that this action never reads (the deploy image's evaluate reads
     # `evaluate.trt_engine`, not `evaluate.checkpoint`): complete validation does not ask for them.
     ignore_missing: list[str] = Field(default_factory=list)
+    # The image of this action when it is not the skill's image for its role (an action newer than that
+    # release), and the first TAO release that can run it (else the skill's `since`).
+    image_ref: str | None = None
+    since: ReleaseNeed | None = None
+    # Template values for this action only (see Skill.template_defaults).
+    template_defaults: dict[str, object] = Field(default_factory=dict)
 
     @field_validator("argv")
     @classmethod
@@ -194,6 +225,12 @@ class Skill(_Strict):
     multi_node: bool = False
     hardware: Hardware = Hardware()
     images: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    # The first TAO release whose images can run the model's actions (an action's own `since` wins).
+    since: ReleaseNeed | None = None
+    # Values the generated templates use instead of TAO Core's dataclass defaults, where NVIDIA's pretrained
+    # models need them (dotted key → value; scripts/generate_schemas.py applies them to every step whose
+    # sections hold the key). Data for the generator: build_spec reads the templates.
+    template_defaults: dict[str, object] = Field(default_factory=dict)
     monitoring: Monitoring
     automl: AutoML
     pipeline: list[str]
@@ -226,10 +263,37 @@ class Skill(_Strict):
                 f"{self.name} has no action {name!r}; its actions are: {', '.join(self.actions)}"
             ) from None
 
-    def image_for(self, action: str) -> str:
-        role = self.action(action).image.value
-        env = os.environ.get("TAOFLOW_IMAGE_" + role.upper().replace("-", "_"))
-        return env or self.images.get(role) or DEFAULT_IMAGES[role]
+    def image_for(self, action: str, overrides: Mapping[str, str] | None = None) -> str:
+        """The image that runs `action`. First match wins: `overrides[action]`, `overrides[role]` (a run's
+        own choice), $TAOFLOW_IMAGE_<MODEL>_<ACTION>, $TAOFLOW_IMAGE_<ROLE>, the action's `image_ref`, the
+        skill's image for the role, DEFAULT_IMAGES."""
+        act = self.action(action)
+        role = act.image.value
+        overrides = overrides or {}
+        env_action = os.environ.get(f"TAOFLOW_IMAGE_{self.name}_{action}".upper())
+        env_role = os.environ.get("TAOFLOW_IMAGE_" + role.upper().replace("-", "_"))
+        return (overrides.get(action) or overrides.get(role) or env_action or env_role or act.image_ref
+                or self.images.get(role) or DEFAULT_IMAGES[role])
+
+    def release_needed(self, action: str) -> ReleaseNeed | None:
+        return self.action(action).since or self.since
+
+    def image_problem(self, action: str, image: str | None = None) -> str | None:
+        """Why `image` (default: image_for(action)) cannot run `action`, or None. Only NVIDIA's
+        `tao-toolkit:<X.Y.Z>-...` tags are judged; any other image is taken on trust."""
+        image = image or self.image_for(action)
+        need = self.release_needed(action)
+        release = image_release(image)
+        if need is None or release is None or release >= need.version:
+            return None
+        return (f"{self.name} {action} needs a TAO {need.release} or newer image ({need.why}); {image} is TAO "
+                f"{'.'.join(map(str, release))}: use a newer tag (the default is {self.default_image(action)}), "
+                f"e.g. TAOFLOW_IMAGE_{self.name.upper()}_{action.upper()}=<image>")
+
+    def default_image(self, action: str) -> str:
+        """The image of `action` without any override (skill data only)."""
+        act = self.action(action)
+        return act.image_ref or self.images.get(act.image.value) or DEFAULT_IMAGES[act.image.value]
 
     def roles(self) -> list[str]:
         """Dataset roles any action of the skill reads, in DATASET_ROLES order."""
@@ -246,6 +310,12 @@ class Skill(_Strict):
     @property
     def directory(self) -> Path:
         return skills_dir() / self.name
+
+
+def image_release(image: str) -> tuple[int, int, int] | None:
+    """The TAO release of an NVIDIA `tao-toolkit:<X.Y.Z>-<flavour>` image (any registry), else None."""
+    match = _RELEASE_TAG.search(image.split("@", 1)[0])
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
 
 
 def skills_dir() -> Path:

@@ -19,7 +19,8 @@ import yaml
 from taoflow.dotted import get_dotted, parse_assignments, set_dotted
 from taoflow.errors import UserError
 from taoflow.skill import Action, DataSource, Skill
-from taoflow.validate import load_schema
+from taoflow.specfile import load_mapping
+from taoflow.specschema import load_schema
 
 MISSING_VALUE = "???"
 
@@ -43,11 +44,7 @@ def template_path(skill: Skill, action: str) -> Path | None:
 
 @lru_cache(maxsize=256)
 def _read_template(path: str, mtime: float) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a spec template must be a YAML mapping")
-    return data
+    return load_mapping(path, "spec template", "TAO sections")
 
 
 def load_template(skill: Skill, action: str) -> dict[str, Any]:
@@ -59,21 +56,8 @@ def load_template(skill: Skill, action: str) -> dict[str, Any]:
 
 
 def load_yaml_mapping(path: str | Path, what: str, holding: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping (an empty file is an empty one); `what` names it in errors."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {file}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{what} {file} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{what} {file} must hold a YAML mapping of {holding}, not {type(data).__name__}")
-    return data
+    """A YAML file that must hold a mapping, read as TAO reads it (taoflow.specfile); `what` names it in errors."""
+    return load_mapping(path, what, holding)
 
 
 def load_overrides_file(path: str | Path) -> dict[str, Any]:
@@ -191,13 +175,18 @@ def build_spec(
     for key, value in act.values.items():
         set_dotted(spec, key, copy.deepcopy(value))
 
+    file_overrides = load_overrides_file(overrides_file) if overrides_file is not None else {}
+    user_overrides = _normalise_overrides(overrides)
+    # A value the user gives for a data source's key satisfies it (an anchor_init.npy or ann_file from
+    # elsewhere needs no --data or --upstream).
+    given = _given_keys(handoffs or {}) | _given_keys(file_overrides) | _given_keys(user_overrides)
     missing: list[str] = []
     for ds in act.data_sources:
         found, value, need = data_source_value(skill, ds, data=data, upstream=upstream, run_role=run_role)
         if found:
             set_dotted(spec, ds.key, value)
-        elif ds.required:
-            missing.append(f"{ds.key} needs {need}")
+        elif ds.required and not _is_given(ds.key, given):
+            missing.append(f"{ds.key} needs {need}, or a value of its own (--set {ds.key}=...)")
     if missing:
         raise UserError(f"{skill.name} {action}: inputs are missing", missing)
 
@@ -207,10 +196,26 @@ def build_spec(
     sections = compiled.sections if compiled else None
     if run_role and act.per_role:
         apply_overrides(spec, act.per_role.get(run_role) or {}, sections=sections)
-    if overrides_file is not None:
-        apply_overrides(spec, load_overrides_file(overrides_file), sections=sections)
-    apply_overrides(spec, _normalise_overrides(overrides), sections=sections)
+    apply_overrides(spec, file_overrides, sections=sections)
+    apply_overrides(spec, user_overrides, sections=sections)
     return spec
+
+
+def _given_keys(overrides: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """Every dotted key an overrides mapping sets (nested mappings spelled out, their parents too)."""
+    out: set[str] = set()
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        out.add(dotted)
+        if isinstance(value, Mapping):
+            out |= _given_keys(value, dotted + ".")
+    return out
+
+
+def _is_given(key: str, given: set[str]) -> bool:
+    """`key`, or a mapping above it, is set by the user."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in given for i in range(1, len(parts) + 1))
 
 
 def dump_spec_yaml(spec: Mapping[str, Any]) -> str:

@@ -1,28 +1,43 @@
-"""Spec validation: the action's JSON schema plus the model's rules, every problem reported at once.
+"""Spec validation: TAO's strict merge, the action's schema and the model's rules, every problem at once.
 
 A spec mistake found here costs milliseconds on a CPU; found by TAO it costs a scheduled GPU job, often
-an hour in (a CUDA device-side assert from a category id above `num_classes`). Each problem names the
-dotted key, the value, and what is allowed. Schemas (`skills/<model>/schemas/<tao_action>.schema.json`,
-draft 2020-12, TAO metadata under `x-tao-*`) are compiled once per file version and cached.
+an hour in (a CUDA device-side assert from a category id above `num_classes`). The checks, in order:
+
+1. TAO's strict merge (taoflow/strictmerge.py): unknown keys and values OmegaConf cannot convert, with
+   OmegaConf's conversions (`"10"` is 10 for an int key, `1e-4` a float);
+2. interpolations (`${...}`), resolved as TAO resolves them, their values checked like any value;
+3. the schema, on the merged values: TAO's options (case-insensitive where TAO lower-cases the value),
+   the shapes TAO's code reads; TAO's valid_min/valid_max/math_cond metadata gives warnings only (OmegaConf
+   and TAO's code do not enforce it);
+4. with `complete`, the values TAO marks mandatory (`???`) and NVIDIA's tutorial placeholders (`??`);
+5. the model's rules (taoflow/rules.py).
+
+Each problem names the dotted key, the value, and what is allowed. Errors fail validation; warnings are
+printed and never change the exit code.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from taoflow.dotted import get_dotted
 from taoflow.errors import UserError
 from taoflow.skill import Skill
+from taoflow.specfile import PLACEHOLDER, Resolver, Unresolved, drop_path, set_path
+from taoflow.specschema import CompiledSchema, load_schema, resolve_schema, schema_path
+from taoflow.strictmerge import MergeResult, strict_merge, type_of
+from taoflow.strictmerge import assign as merge_value
+
+__all__ = ["ABSENT", "MISSING_VALUE", "Problem", "Report", "check_spec", "load_schema", "schema_path",
+           "validate_spec", "validation_report"]
 
 MISSING_VALUE = "???"
 # The value of a Problem about a key that is not in the spec at all (printed without "(got ...)").
@@ -32,6 +47,8 @@ _JSON_TYPES = {
     "integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean (true/false)",
     "array": "a list", "object": "a mapping", "null": "null",
 }
+_BOUNDS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+ERROR, WARNING = "error", "warning"
 
 
 @dataclass(frozen=True)
@@ -41,11 +58,25 @@ class Problem:
     key: str
     value: Any
     message: str
+    severity: str = ERROR
 
     def __str__(self) -> str:
         if self.value is _ABSENT:
             return f"{self.key}: {self.message}"
         return f"{self.key}: {self.message} (got {_show(self.value)})"
+
+
+@dataclass
+class Report:
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def raise_errors(self, skill: Skill, action: str) -> None:
+        """One UserError listing every error (nothing when there is none)."""
+        if self.errors:
+            raise UserError(
+                f"the {skill.name} {action} spec has {len(self.errors)} problem(s)", [str(p) for p in self.errors]
+            )
 
 
 def _show(value: Any, limit: int = 80) -> str:
@@ -55,120 +86,11 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# ------------------------------------------------------------------ schemas
-def schema_path(skill: Skill, action: str) -> Path | None:
-    """The schema of the action's TAO action (`convert` for Sparse4D's dataset_convert, either name)."""
-    act = skill.action(action)
-    folder = skill.directory / "schemas"
-    names = [act.tao_action, action]
-    if "dataset_convert" in names or "convert" in names:
-        names += ["dataset_convert", "convert"]
-    for name in dict.fromkeys(names):
-        candidate = folder / f"{name}.schema.json"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-class CompiledSchema:
-    """A schema, its compiled validator, and indexes for suggestions and mandatory keys."""
-
-    def __init__(self, schema: dict[str, Any]):
-        self.schema = schema
-        # No check_schema here (0.4 s on the big schemas): the generator's tests check the files.
-        self.validator = Draft202012Validator(schema)
-        self.all_keys: list[str] = sorted(_property_paths(schema))
-        # Keys with named sub-keys (TAO sections); free-form maps such as label_map are not among them.
-        self.sections: frozenset[str] = frozenset(k.rsplit(".", 1)[0] for k in self.all_keys if "." in k)
-        self.mandatory: list[str] = sorted(_mandatory_paths(schema))
-
-
-@lru_cache(maxsize=64)
-def _compile(path: str, mtime: float) -> CompiledSchema:
-    with open(path, encoding="utf-8") as fh:
-        return CompiledSchema(json.load(fh))
-
-
-def load_schema(skill: Skill, action: str) -> CompiledSchema | None:
-    path = schema_path(skill, action)
-    return _compile(str(path), path.stat().st_mtime) if path else None
-
-
-def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Follow a local `$ref` (`#/$defs/X`) so indexes see through references."""
-    seen = 0
-    while isinstance(schema, Mapping) and "$ref" in schema and seen < 20:
-        ref = schema["$ref"]
-        if not isinstance(ref, str) or not ref.startswith("#/"):
-            break
-        node: Any = root
-        for part in ref[2:].split("/"):
-            node = node.get(part, {}) if isinstance(node, Mapping) else {}
-        schema, seen = node, seen + 1
-    return schema
-
-
-def _object_branches(schema: Mapping[str, Any], root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The object-shaped schemas a node allows (itself, or its anyOf/oneOf/allOf branches)."""
-    schema = _resolve(schema, root)
-    out = [schema] if "properties" in schema else []
-    for combinator in ("anyOf", "oneOf", "allOf"):
-        for branch in schema.get(combinator, []) or []:
-            out += _object_branches(branch, root)
-    return out
-
-
-def _properties(schema: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]:
-    props: dict[str, Any] = {}
-    for branch in _object_branches(schema, root):
-        props.update(branch.get("properties") or {})
-    return props
-
-
-def _property_paths(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None, prefix: str = "",
-                    depth: int = 0) -> Iterable[str]:
-    root = root if root is not None else schema
-    if depth > 12:
-        return
-    for name, sub in _properties(schema, root).items():
-        dotted = f"{prefix}{name}"
-        yield dotted
-        yield from _property_paths(sub, root, dotted + ".", depth + 1)
-
-
-def _is_mandatory(schema: Mapping[str, Any]) -> bool:
-    return schema.get("x-tao-missing") is True or schema.get("default") == MISSING_VALUE
-
-
-def _mandatory_paths(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None, prefix: str = "",
-                     depth: int = 0) -> Iterable[str]:
-    """Leaves TAO leaves as `???` (MISSING): they must hold a value when the action reads them."""
-    root = root if root is not None else schema
-    if depth > 12:
-        return
-    for name, sub in _properties(schema, root).items():
-        dotted = f"{prefix}{name}"
-        resolved = _resolve(sub, root)
-        if _is_mandatory(resolved):
-            yield dotted
-        yield from _mandatory_paths(resolved, root, dotted + ".", depth + 1)
-
-
-# ------------------------------------------------------------------ schema errors → problems
-def _dotted(path: Iterable[Any]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+# ------------------------------------------------------------------ 1. the strict merge
 def _suggest(name: str, prefix: str, allowed: list[str], compiled: CompiledSchema) -> str:
     close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
     if close:
@@ -181,6 +103,89 @@ def _suggest(name: str, prefix: str, allowed: list[str], compiled: CompiledSchem
     return f"allowed keys{' under ' + prefix if prefix else ''}: {shown}"
 
 
+def _merge_problems(merge: MergeResult, compiled: CompiledSchema) -> list[Problem]:
+    out = []
+    for issue in merge.issues:
+        if issue.kind == "unknown":
+            prefix, _, name = issue.key.rpartition(".")
+            hint = _suggest(name, re.sub(r"\[\d+\]", "", prefix), list(issue.allowed), compiled)
+            out.append(Problem(issue.key, issue.value, f"unknown key; {hint}"))
+        elif issue.value == PLACEHOLDER:
+            out.append(Problem(issue.key, issue.value, f"is NVIDIA's '??' placeholder: give a value ({issue.message})"))
+        else:
+            out.append(Problem(issue.key, issue.value, issue.message))
+    return out
+
+
+# ------------------------------------------------------------------ 2. interpolations
+def _resolve_interpolations(merge: MergeResult, compiled: CompiledSchema, report: Report) -> dict[str, Any]:
+    """Resolve the spec's interpolations like TAO does when it reads them; returns the merged spec with the
+    resolved values (unresolvable ones left out: their value is not known before run time)."""
+    merged = merge.merged
+    if not merge.interpolations:
+        return merged
+    resolver = Resolver(merged, compiled.default_of, env={})
+    resolved = copy.deepcopy(merged)
+    for interp in merge.interpolations:
+        target_type = type_of(interp.schema)
+        try:
+            value = resolver.resolve(interp.key, interp.value)
+        except Unresolved as why:
+            _unresolved(interp, why, target_type, compiled, report)
+            drop_path(resolved, interp.key)
+            continue
+        check = MergeResult()
+        converted = merge_value(value, interp.schema, interp.key, None, check)
+        if check.issues:
+            report.errors.append(Problem(interp.key, interp.value, f"resolves to {_show(value)}, but {interp.key} "
+                                         f"{check.issues[0].message}"))
+            drop_path(resolved, interp.key)
+        else:
+            set_path(resolved, interp.key, converted)
+    return resolved
+
+
+def _unresolved(interp: Any, why: Unresolved, holder: Any, compiled: CompiledSchema, report: Report) -> None:
+    if why.kind in ("dangling", "error"):
+        report.errors.append(Problem(interp.key, interp.value, f"cannot be resolved: {why} (TAO fails when it reads "
+                                     f"{interp.key})"))
+        return
+    if why.kind == "missing" and why.target:
+        # Checked as the type of its target: fine when TAO could hold the target's value in this key.
+        target = compiled.node(why.target)
+        if target is not None and not _compatible(type_of(target).kind, holder.kind):
+            report.errors.append(Problem(interp.key, interp.value, f"points at {why.target}, {type_of(target).text()}, "
+                                         f"but {interp.key} must be {holder.text()}"))
+        return
+    if why.kind == "runtime" and holder.kind not in ("str", "any"):
+        report.warnings.append(Problem(interp.key, interp.value, f"is resolved only at run time ({why}); TAO then "
+                                       f"needs {holder.text()} here", WARNING))
+
+
+def _compatible(source: str, holder: str) -> bool:
+    """Whether OmegaConf can hold a value of kind `source` in a key of kind `holder`."""
+    if source == holder or holder in ("any", "str") or source == "any":
+        return True
+    return (source, holder) in {("int", "float"), ("int", "bool"), ("str", "int"), ("str", "float"), ("str", "bool")}
+
+
+# ------------------------------------------------------------------ 3. the schema on merged values
+def _without_missing(tree: Any) -> Any:
+    """The merged spec without `???` values: the schema checks values, `???` is a value still to come."""
+    if isinstance(tree, Mapping):
+        return {k: _without_missing(v) for k, v in tree.items() if v != MISSING_VALUE}
+    if isinstance(tree, list):
+        return [_without_missing(v) for v in tree]
+    return tree
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
 def _type_text(types: Any) -> str:
     names = [types] if isinstance(types, str) else list(types or [])
     return " or ".join(_JSON_TYPES.get(t, t) for t in names) or "another type"
@@ -190,23 +195,15 @@ def _accepts_type(schema: Mapping[str, Any], instance: Any) -> bool:
     declared = schema.get("type")
     if declared is None:
         return True
-    names = [declared] if isinstance(declared, str) else declared
-    for name in names:
+    for name in [declared] if isinstance(declared, str) else declared:
         if name == "null" and instance is None:
             return True
         if name == "boolean" and isinstance(instance, bool):
             return True
         if isinstance(instance, bool):
             continue
-        if name == "integer" and isinstance(instance, int):
-            return True
-        if name == "number" and isinstance(instance, (int, float)):
-            return True
-        if name == "string" and isinstance(instance, str):
-            return True
-        if name == "array" and isinstance(instance, list):
-            return True
-        if name == "object" and isinstance(instance, dict):
+        python = {"integer": int, "number": (int, float), "string": str, "array": list, "object": dict}.get(name)
+        if python and isinstance(instance, python):
             return True
     return False
 
@@ -214,7 +211,7 @@ def _accepts_type(schema: Mapping[str, Any], instance: Any) -> bool:
 def _branch_types(branches: list[Mapping[str, Any]], root: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     for branch in branches:
-        branch = _resolve(branch, root)
+        branch = resolve_schema(branch, root)
         declared = branch.get("type")
         if isinstance(declared, str):
             out.append(declared)
@@ -227,100 +224,138 @@ def _branch_types(branches: list[Mapping[str, Any]], root: Mapping[str, Any]) ->
     return list(dict.fromkeys(out))
 
 
-def _problems_from_error(err: ValidationError, compiled: CompiledSchema, complete: bool) -> list[Problem]:
+def _enum_matches(schema: Mapping[str, Any], value: Any) -> bool:
+    """TAO lower-cases some options before comparing (`x-tao-ignore-case`, with the NVIDIA source)."""
+    if not schema.get("x-tao-ignore-case") or not isinstance(value, str):
+        return False
+    return value.lower() in {str(o).lower() for o in schema.get("enum") or [] if o is not None}
+
+
+def _schema_problems(err: ValidationError, compiled: CompiledSchema) -> list[Problem]:
     key = _dotted(err.absolute_path)
     kind = err.validator
     value = err.instance
-    root = compiled.schema
-    if kind == "additionalProperties" and isinstance(value, dict):
-        schema = err.schema if isinstance(err.schema, Mapping) else {}
-        allowed = list((schema.get("properties") or {}).keys())
-        patterns = list((schema.get("patternProperties") or {}).keys())
-        out = []
-        for name in value:
-            if name in allowed or any(re.search(p, name) for p in patterns):
-                continue
-            hint = _suggest(str(name), key, allowed, compiled)
-            out.append(Problem(_join(key, str(name)), value[name], f"unknown key; {hint}"))
-        return out
-    if kind == "required":
-        # TAO fills absent sections and keys from its dataclass defaults; what must really be given is
-        # what TAO leaves MISSING (`???`), checked by missing_problems() when `complete`.
+    schema = err.schema if isinstance(err.schema, Mapping) else {}
+    if kind in ("additionalProperties", "required"):
+        # Unknown keys are the strict merge's finding; TAO fills absent keys from its defaults (what must
+        # really be given is what TAO leaves `???`, checked when validation is complete).
         return []
+    if kind in compiled.advisory:
+        bound = f"{_BOUNDS[kind]} {err.validator_value}" if kind in _BOUNDS else f"match {err.validator_value}"
+        return [Problem(key, value, f"outside TAO's suggested values (should be {bound}); TAO does not enforce "
+                        "this metadata, so the value is used as given", WARNING)]
     if kind == "type":
         return [Problem(key, value, f"must be {_type_text(err.validator_value)}")]
     if kind == "enum":
+        if _enum_matches(schema, value):
+            return []
         options = ", ".join(json.dumps(v) if not isinstance(v, str) else v for v in err.validator_value)
-        return [Problem(key, value, f"must be one of: {options}")]
+        case = " (any case)" if schema.get("x-tao-ignore-case") else ""
+        if schema.get("x-tao-unread"):
+            return [Problem(key, value, f"is not one of TAO's options ({options}), but TAO never reads this key",
+                            WARNING)]
+        return [Problem(key, value, f"must be one of: {options}{case}")]
     if kind == "const":
         return [Problem(key, value, f"must be {_show(err.validator_value)}")]
-    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
-    if kind in bounds:
-        return [Problem(key, value, f"must be {bounds[kind]} {err.validator_value}")]
+    if kind in _BOUNDS:
+        return [Problem(key, value, f"must be {_BOUNDS[kind]} {err.validator_value}")]
     if kind in ("minItems", "maxItems"):
         word = "at least" if kind == "minItems" else "at most"
         return [Problem(key, value, f"must have {word} {err.validator_value} item(s)")]
-    if kind in ("minLength", "maxLength"):
-        word = "at least" if kind == "minLength" else "at most"
-        return [Problem(key, value, f"must have {word} {err.validator_value} character(s)")]
     if kind in ("anyOf", "oneOf"):
-        branches = list(err.validator_value or [])
-        fitting = [i for i, b in enumerate(branches) if _accepts_type(_resolve(b, root), value)]
-        if fitting:
-            # The value has a permitted type: report what is wrong inside the branch it was meant for.
-            inner = [e for e in err.context or [] if e.relative_schema_path and e.relative_schema_path[0] == fitting[0]]
-            out = []
-            for sub in inner:
-                out += _problems_from_error(sub, compiled, complete)
-            if out:
-                return out
-        return [Problem(key, value, f"must be {' or '.join(_type_text(t) for t in _branch_types(branches, root))}")]
+        return _branch_problems(err, compiled, key, value)
     return [Problem(key, value, err.message)]
 
 
-def schema_problems(compiled: CompiledSchema, spec: Mapping[str, Any], *, complete: bool = False) -> list[Problem]:
-    problems: list[Problem] = []
-    for err in compiled.validator.iter_errors(spec):
-        problems += _problems_from_error(err, compiled, complete)
-    return problems
+def _branch_problems(err: ValidationError, compiled: CompiledSchema, key: str, value: Any) -> list[Problem]:
+    """anyOf/oneOf: report what is wrong inside the first branch whose type fits the value."""
+    root = compiled.schema
+    branches = list(err.validator_value or [])
+    for index, branch in enumerate(branches):
+        if not _accepts_type(resolve_schema(branch, root), value):
+            continue
+        inner = [e for e in err.context or [] if e.relative_schema_path and e.relative_schema_path[0] == index]
+        found = [p for sub in inner for p in _schema_problems(sub, compiled)]
+        if found or inner:
+            return found  # nothing found: reported by the strict merge already
+    return [Problem(key, value, f"must be {' or '.join(_type_text(t) for t in _branch_types(branches, root))}")]
 
 
-# ------------------------------------------------------------------ completeness
-def _get(spec: Mapping[str, Any], key: str) -> Any:
-    return get_dotted(spec, key, _ABSENT)
-
-
-def _leaves_with_missing(spec: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
-    for name, value in spec.items():
+# ------------------------------------------------------------------ 4. missing values
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for name, value in tree.items():
         dotted = _join(prefix, str(name))
         if isinstance(value, Mapping):
-            yield from _leaves_with_missing(value, dotted)
-        elif value == MISSING_VALUE:
-            yield dotted
+            yield from _leaves(value, dotted)
+        else:
+            yield dotted, value
 
 
-def missing_problems(skill: Skill, action: str, spec: Mapping[str, Any],
-                     compiled: CompiledSchema | None) -> list[Problem]:
-    """Mandatory values (`???`) still missing in the sections the action reads."""
+def _missing_problems(skill: Skill, action: str, spec: Mapping[str, Any], compiled: CompiledSchema | None,
+                      complete: bool) -> list[Problem]:
+    """`???` and `??` left in the sections the action reads (and, with `complete`, mandatory keys left out):
+    errors when validation is complete, `??` placeholders are warnings otherwise."""
     act = skill.action(action)
     sections = set(act.sections)
     ignored = set(act.ignore_missing)
 
     def read_by_action(key: str) -> bool:
-        top = key.split(".", 1)[0]
-        return "." not in key or not sections or top in sections
+        return ("." not in key or not sections or key.split(".", 1)[0] in sections) and key not in ignored
 
-    keys = set(_leaves_with_missing(spec))
-    if compiled is not None:
-        keys |= {k for k in compiled.mandatory if _get(spec, k) is _ABSENT}
-    return [
-        Problem(k, _get(spec, k), f"required by {skill.name} {action}: TAO marks it mandatory (???); give a value")
-        for k in sorted(keys)
-        if k not in ignored and read_by_action(k)
-    ]
+    leaves = dict(_leaves(spec))
+    out: list[Problem] = []
+    if complete:
+        keys = {k for k, v in leaves.items() if v == MISSING_VALUE}
+        if compiled is not None:
+            keys |= {k for k in compiled.mandatory if get_dotted(spec, k, _ABSENT) is _ABSENT}
+        out += [Problem(k, get_dotted(spec, k, _ABSENT), f"required by {skill.name} {action}: TAO marks it mandatory "
+                        "(???); give a value") for k in sorted(keys) if read_by_action(k)]
+    for key in sorted(k for k, v in leaves.items() if v == PLACEHOLDER and read_by_action(k)):
+        out.append(Problem(key, PLACEHOLDER, "is NVIDIA's '??' placeholder, a missing value: give one (TAO would "
+                           "read '??' as the value)", ERROR if complete else WARNING))
+    return out
 
 
 # ------------------------------------------------------------------ entry points
+def validation_report(
+    skill: Skill,
+    action: str,
+    spec: Mapping[str, Any],
+    *,
+    complete: bool = False,
+    force: Iterable[str] | None = None,
+    read_data: bool = True,
+) -> Report:
+    """Every problem of `spec` for `skill`'s `action` (see the module docstring), errors and warnings."""
+    from taoflow.rules import RuleContext, run_rules
+
+    skill.action(action)  # unknown action → UserError
+    report = Report()
+    if not isinstance(spec, Mapping):
+        report.errors.append(Problem("(spec)", spec, "the spec must be a mapping of TAO sections"))
+        return report
+    compiled = load_schema(skill, action)
+    merged: Mapping[str, Any] = spec
+    if compiled is not None:
+        merge = strict_merge(spec, compiled.schema)
+        report.errors += _merge_problems(merge, compiled)
+        merged = _resolve_interpolations(merge, compiled, report)
+        for err in compiled.validator.iter_errors(_without_missing(merged)):
+            for problem in _schema_problems(err, compiled):
+                (report.warnings if problem.severity == WARNING else report.errors).append(problem)
+    reported = {p.key for p in report.errors}
+    for problem in _missing_problems(skill, action, spec, compiled, complete):
+        if problem.key not in reported:
+            (report.warnings if problem.severity == WARNING else report.errors).append(problem)
+    ctx = RuleContext(skill=skill, action=action, spec=merged, force=frozenset(force or ()), complete=complete,
+                      read_data=read_data)
+    for problem in run_rules(ctx):
+        (report.warnings if problem.severity == WARNING else report.errors).append(problem)
+    report.errors = _dedupe(report.errors)
+    report.warnings = _dedupe([w for w in report.warnings if w.key not in {e.key for e in report.errors}])
+    return report
+
+
 def validate_spec(
     skill: Skill,
     action: str,
@@ -330,25 +365,11 @@ def validate_spec(
     force: Iterable[str] | None = None,
     read_data: bool = True,
 ) -> list[Problem]:
-    """Every problem of `spec` for `skill`'s `action`: schema (unknown keys with a suggestion, types,
-    bounds, enums), the model's rules, and with `complete` the mandatory values still missing.
+    """The errors of `spec` (what makes TAO fail); `validation_report` also gives the warnings.
 
     `force` names rule checks the user overrides on purpose (e.g. `export_shape`); `read_data` lets rules
     read small dataset files (COCO annotations, label maps) when reachable."""
-    from taoflow.rules import RuleContext, run_rules
-
-    skill.action(action)  # unknown action → UserError
-    if not isinstance(spec, Mapping):
-        return [Problem("(spec)", spec, "the spec must be a mapping of TAO sections")]
-    compiled = load_schema(skill, action)
-    problems = schema_problems(compiled, spec, complete=complete) if compiled else []
-    if complete:
-        seen = {p.key for p in problems}
-        problems += [p for p in missing_problems(skill, action, spec, compiled) if p.key not in seen]
-    ctx = RuleContext(skill=skill, action=action, spec=spec, force=frozenset(force or ()), complete=complete,
-                      read_data=read_data)
-    problems += run_rules(ctx)
-    return _dedupe(problems)
+    return validation_report(skill, action, spec, complete=complete, force=force, read_data=read_data).errors
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -369,10 +390,8 @@ def check_spec(
     complete: bool = False,
     force: Iterable[str] | None = None,
     read_data: bool = True,
-) -> None:
-    """Raise one UserError listing every problem (nothing when the spec is valid)."""
-    problems = validate_spec(skill, action, spec, complete=complete, force=force, read_data=read_data)
-    if problems:
-        raise UserError(
-            f"the {skill.name} {action} spec has {len(problems)} problem(s)", [str(p) for p in problems]
-        )
+) -> list[Problem]:
+    """Raise one UserError listing every error; return the warnings (nothing to raise for them)."""
+    report = validation_report(skill, action, spec, complete=complete, force=force, read_data=read_data)
+    report.raise_errors(skill, action)
+    return report.warnings

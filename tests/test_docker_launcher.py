@@ -125,7 +125,7 @@ def test_run_arguments(fake, tmp_path):
     run = _run(tmp_path, gpus=2)
     handle = _launcher(fake, shm_size="32g").submit(run)
     image, kwargs = fake.containers.runs[0]
-    assert image == "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt"
+    assert image == "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt"
     assert kwargs["name"] == container_name(run) == handle.name == "tao-rtdetr-train-0123456789ab"
     assert kwargs["detach"] is True
     assert kwargs["command"] == ["python", "-m", "taoflow.launchers.local", "/run/taoflow/run.json"]

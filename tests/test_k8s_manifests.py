@@ -88,7 +88,7 @@ def test_single_node_job():
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     container = pod["containers"][0]
-    assert container["image"] == "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt"
+    assert container["image"] == "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt"
     assert container["command"] == ["python", "-m", "taoflow.launchers.local", "/run/taoflow/run.json"]
     assert container["resources"] == {"requests": {"cpu": "8", "memory": "64Gi"},
                                       "limits": {"nvidia.com/gpu": "1"}}
@@ -148,13 +148,13 @@ def test_lightning_multi_node_skill_and_single_node_only_actions():
 def test_image_roles_and_overrides():
     skill = load_skill("rtdetr")
     job = _by_kind(build_run_objects(_run(action="gen_trt_engine"), skill))["Job"]
-    assert job["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":6.0.0-deploy")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":6.26.3-deploy")
     profile = KubernetesProfile(images={"pyt": "registry.local:5000/tao-flows:6.0.0-pyt"}, image_tag="6.1.0-pyt")
     job = _by_kind(build_run_objects(_run(), skill, profile))["Job"]
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local:5000/tao-flows:6.1.0-pyt"
     assert with_tag("registry.local:5000/repo", "x") == "registry.local:5000/repo:x"
     data = _by_kind(build_run_objects(_run("sparse4d", "dataset_convert"), load_skill("sparse4d")))["Job"]
-    assert data["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":6.0.0-data-services")
+    assert data["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":6.26.3-data-services")
 
 
 def test_profile_settings_reach_the_pod():

@@ -276,3 +276,25 @@ def test_schema_copy_is_not_shared_between_actions():
     a, b = copy.deepcopy(schema("rtdetr", "train")), copy.deepcopy(schema("rtdetr", "export"))
     assert a["properties"] == b["properties"]
     assert a["required"] != b["required"]
+
+
+def test_reading_rules_are_written_into_the_schemas():
+    """CASE_INSENSITIVE_OPTIONS, EXTRA_OPTIONS, UNREAD_OPTIONS, EXTRA_SHAPES and ADVISORY_KEYWORDS of the
+    generator land in the schemas, each with the NVIDIA source that justifies it."""
+    gen = _generator()
+    for network, rules in gen.CASE_INSENSITIVE_OPTIONS.items():
+        for dotted, source in rules.items():
+            node = prop(network, "train" if dotted.split(".")[0] in ("train", "model", "dataset") else
+                        {"gen_trt_engine": "gen_trt_engine", "quantize": "quantize"}[dotted.split(".")[0]], dotted)
+            holder = node if "enum" in node else next(b for b in node.get("anyOf", []) if "enum" in b)
+            assert holder["x-tao-ignore-case"] == source and ":" in source
+    assert "SGD" in prop("nvpanoptix3d", "train", "train.optim.type")["enum"]
+    assert prop("nvpanoptix3d", "inference", "inference.mode")["x-tao-unread"]
+    image_dir = prop("rtdetr", "inference", "dataset.infer_data_sources")["properties"]["image_dir"]
+    assert {"type": "array", "items": {"type": "string"}} in image_dir["anyOf"] and image_dir["x-tao-shapes"]
+    scales = prop("rtdetr", "train", "dataset.augmentation.multi_scales")["items"]
+    assert len(scales["anyOf"]) == 2 and scales["x-tao-shapes"]
+    for model in MODELS:
+        assert schema(model, "train")["x-tao-advisory-keywords"] == gen.ADVISORY_KEYWORDS
+    assert prop("rtdetr", "train", "train.optim.lr")["x-tao-type"] == "float"
+    assert prop("rtdetr", "train", "dataset.train_data_sources")["x-tao-type"] == "Optional[List[Dict[str, str]]]"

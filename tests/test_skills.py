@@ -4,10 +4,12 @@ patterns classify the real messages quoted in NVIDIA's notes."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from taoflow.errors import UserError
 from taoflow.skill import load_skill, skill_names, skills_dir
 from taoflow.validate import load_schema
 
@@ -178,3 +180,112 @@ def test_model_patterns_come_before_and_replace_common_ones():
         assert names.count("cuda_oom") == 1 and names.index("cuda_oom") < names.index("nccl"), model
     remedy = load_skill("sparse4d").classify("CUDA out of memory").remedy
     assert "num_frames" in remedy
+
+
+# ------------------------------------------------------------------ images that can run every action
+def test_default_images_can_run_every_action(monkeypatch):
+    """No default is known not to contain its action (TAO Core's 6.0.0 fallbacks cannot run Sparse4D, its
+    converter, RT-DETR quantize or NVPanoptix3D); NVIDIA's launcher 6.26.3 maps all five models to 6.26.3."""
+    for name in [n for n in os.environ if n.startswith("TAOFLOW_IMAGE_")]:
+        monkeypatch.delenv(name)
+    for model in MODELS:
+        skill = load_skill(model)
+        for action in skill.actions:
+            assert skill.image_problem(action) is None, (model, action)
+            image = skill.image_for(action)
+            assert image.startswith("nvcr.io/nvidia/tao/tao-toolkit:"), image
+    assert load_skill("rtdetr").image_for("gen_trt_engine").endswith(":6.26.3-deploy")
+    assert load_skill("sparse4d").image_for("dataset_convert").endswith(":6.26.3-data-services")
+    assert load_skill("sparse4d").image_for("quantize").endswith(":7.1.0-pyt")
+    assert load_skill("nvpanoptix3d").image_for("train").endswith(":6.26.3-pyt")
+
+
+@pytest.mark.parametrize(("model", "action", "tag", "refused"), [
+    ("sparse4d", "train", "6.0.0-pyt", True),
+    ("sparse4d", "dataset_convert", "6.0.0-data-services", True),
+    ("sparse4d", "quantize", "6.26.3-pyt", True),
+    ("sparse4d", "quantize", "7.0.1-pyt", False),
+    ("rtdetr", "quantize", "6.25.7-pyt", True),
+    ("rtdetr", "quantize", "6.25.9-pyt", False),
+    ("rtdetr", "train", "6.0.0-pyt", False),
+    ("nvpanoptix3d", "train", "6.25.11-pyt", True),
+    ("centerpose", "train", "6.0.0-pyt", False),
+])
+def test_an_image_without_the_action_is_refused(model, action, tag, refused):
+    skill = load_skill(model)
+    problem = skill.image_problem(action, f"registry.example.com:5000/nvidia/tao/tao-toolkit:{tag}")
+    assert (problem is not None) is refused, problem
+    if refused:
+        assert f"{model} {action} needs a TAO" in problem and tag.split("-")[0] in problem
+    assert skill.image_problem(action, "registry.example.com/team/tao-custom:latest") is None  # unknown: trusted
+
+
+def test_images_are_overridable_per_run_role_and_action(monkeypatch):
+    skill = load_skill("sparse4d")
+    monkeypatch.setenv("TAOFLOW_IMAGE_PYT", "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt")
+    assert skill.image_for("train").endswith(":6.0.0-pyt")
+    assert "needs a TAO 6.25.7 or newer image" in skill.image_problem("train")
+    monkeypatch.setenv("TAOFLOW_IMAGE_SPARSE4D_TRAIN", "nvcr.io/nvidia/tao/tao-toolkit:7.3.0-pyt")
+    assert skill.image_for("train").endswith(":7.3.0-pyt") and skill.image_problem("train") is None
+    assert skill.image_for("train", {"train": "mirror/tao-toolkit:6.26.3-pyt"}) == "mirror/tao-toolkit:6.26.3-pyt"
+    assert skill.image_for("evaluate", {"pyt": "mirror/tao-toolkit:6.26.3-pyt"}) == "mirror/tao-toolkit:6.26.3-pyt"
+
+
+def test_preflight_refuses_an_image_known_not_to_run_the_action(monkeypatch, tmp_path):
+    from taoflow.planner import PipelineRequest, plan_pipeline, preflight
+    from taoflow.store import ArtifactStore
+
+    monkeypatch.setenv("TAOFLOW_IMAGE_PYT", "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt")
+    skill = load_skill("sparse4d")
+    request = PipelineRequest(model="sparse4d", data={"train": str(tmp_path / "train")}, actions=["train"])
+    with pytest.raises(UserError) as info:
+        preflight(skill, request, plan_pipeline(skill, request), ArtifactStore(str(tmp_path / "store")))
+    assert any("train: sparse4d train needs a TAO 6.25.7 or newer image" in p for p in info.value.problems)
+
+
+def test_skills_show_lists_each_actions_image(capsys):
+    import taoflow.commands  # noqa: F401 - registers the command groups on the app
+    from taoflow.cli import run_cli
+
+    assert run_cli(["skills", "show", "sparse4d"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "image pyt (quantize): nvcr.io/nvidia/tao/tao-toolkit:7.1.0-pyt" in out
+    assert "TAO >= 7.0.1" in out and "TAO >= 6.25.7" in out
+
+
+# ------------------------------------------------------------------ templates that fit NVIDIA's PTMs
+def test_templates_use_nvidia_ptm_values_where_tao_core_defaults_differ():
+    from taoflow.spec import load_template
+
+    ar = load_skill("action_recognition")
+    for action in ar.actions:  # every action builds the model: the same input type and normalisation
+        spec = load_template(ar, action)
+        assert spec["model"]["input_type"] == "3d" and spec["model"]["sample_strategy"] == "consecutive"
+        aug = spec["dataset"]["augmentation_config"]
+        assert aug["rgb_input_mean"] == [0.5] and aug["rgb_input_std"] == [0.5] and aug["train_crop_type"] == "no_crop"
+    assert load_template(ar, "train")["dataset"]["clips_per_video"] == 5
+    cp = load_skill("centerpose")
+    assert load_template(cp, "evaluate")["evaluate"]["opencv"] is False
+    assert load_template(cp, "trt_evaluate")["evaluate"]["opencv"] is False
+    assert load_template(cp, "inference")["inference"]["opencv"] is True  # NVIDIA's inference specs keep it
+    nvp = load_template(load_skill("nvpanoptix3d"), "train")
+    assert nvp["train"]["optim"]["lr_scheduler"].lower() == "warmuppoly"
+    assert (nvp["model"]["object_mask_threshold"], nvp["model"]["overlap_threshold"]) == (0.8, 0.8)
+    rt = load_skill("rtdetr")
+    assert load_template(rt, "train")["train"]["precision"] == "bf16" and load_template(rt, "train")["train"]["enable_ema"]
+    assert load_template(rt, "trt_evaluate")["evaluate"]["input_width"] == 640
+
+
+def test_ptm_with_other_normalisation_is_a_warning():
+    from taoflow.spec import build_spec
+    from taoflow.validate import validation_report
+
+    skill = load_skill("action_recognition")
+    spec = build_spec(skill, "train", data={"train": "/d/train"}, overrides={
+        "model.rgb_pretrained_model_path": "/ptm/resnet18_3d_rgb.tlt",
+        "dataset.augmentation_config.rgb_input_mean": [0.485, 0.456, 0.406],
+    })
+    report = validation_report(skill, "train", spec)
+    assert report.errors == []
+    assert [w.key for w in report.warnings] == ["dataset.augmentation_config.rgb_input_mean"]
+    assert "mean/std [0.5]" in str(report.warnings[0])

@@ -27,7 +27,7 @@ def test_skills_list_shows_the_five_models(capsys):
     assert code == 0
     for model in ("rtdetr", "centerpose", "action_recognition", "sparse4d", "nvpanoptix3d"):
         assert model in out
-    for text in ("val_mAP (maximize)", "train_loss (minimize)", "front3d, matterport", "6.0.0-data-services"):
+    for text in ("val_mAP (maximize)", "train_loss (minimize)", "front3d, matterport", "6.26.3-data-services"):
         assert text in out
 
 
@@ -186,3 +186,57 @@ def test_validate_complete_asks_for_mandatory_values(capsys):
     path = load_skill("rtdetr").directory / "templates" / "evaluate.yaml"
     code, _, err = cli(capsys, "spec", "validate", "rtdetr", "evaluate", str(path), "--complete")
     assert code == 2 and "evaluate.checkpoint" in err
+
+
+# ------------------------------------------------------------------ values the user gives satisfy data sources
+def test_user_values_satisfy_handoff_inputs(capsys):
+    """An anchor or annotation file the user names needs no --data/--upstream (issue 10, point 3)."""
+    code, out, err = cli(capsys, "spec", "render", "sparse4d", "export", "--set",
+                         "model.head.instance_bank.anchor=/r/anchor_init.npy",
+                         "--handoff", "export.checkpoint=/r/train/model_epoch_004_step_00050.pth")
+    assert code == 0, err
+    assert yaml.safe_load(out)["model"]["head"]["instance_bank"]["anchor"] == "/r/anchor_init.npy"
+    ann = ["--set", "dataset.train_dataset.ann_file=/r/ct/train", "--set", "dataset.val_dataset.ann_file=/r/ce/val",
+           "--set", "dataset.test_dataset.ann_file=/r/ce/val", "--set", "model.head.instance_bank.anchor=/r/ct/a.npy"]
+    for action in ("train", "evaluate"):
+        code, out, err = cli(capsys, "spec", "render", "sparse4d", action, "--data", "train=/d/train", "--data",
+                             "eval=/d/eval", *ann)
+        assert code == 0, err
+        dataset = yaml.safe_load(out)["dataset"]
+        assert dataset["train_dataset"]["ann_file"] == "/r/ct/train" and dataset["val_dataset"]["ann_file"] == "/r/ce/val"
+    # a whole section given as a mapping covers the keys under it
+    code, _, err = cli(capsys, "spec", "render", "sparse4d", "export", "--set",
+                       "model.head.instance_bank={anchor: /r/a.npy, num_anchor: 900}")
+    assert code == 0, err
+    # what is still missing is named, with both ways to give it
+    code, _, err = cli(capsys, "spec", "render", "sparse4d", "train", "--data", "train=/d/train", *ann[:2])
+    assert code == 2 and "dataset.val_dataset.ann_file needs" in err and "--set dataset.val_dataset.ann_file=" in err
+
+
+# ------------------------------------------------------------------ warnings never change the exit code
+def test_warnings_are_printed_and_exit_0(capsys, tmp_path):
+    spec = tmp_path / "engine.yaml"
+    spec.write_text("gen_trt_engine:\n  tensorrt:\n    data_type: fp32\n    opt_batch_size: 2\n    max_batch_size: 4\n")
+    code, out, err = cli(capsys, "spec", "validate", "centerpose", "gen_trt_engine", str(spec))
+    assert code == 0 and "2 warning(s)" in out
+    assert "warning: gen_trt_engine.tensorrt.max_batch_size: outside TAO's suggested values (should be >= 8)" in " ".join(
+        err.split())
+    placeholders = tmp_path / "evaluate.yaml"
+    placeholders.write_text("dataset:\n  label_map: {walk: 0}\nevaluate:\n  checkpoint: '??'\n  test_dataset_dir: /d/test\n")
+    code, _, err = cli(capsys, "spec", "validate", "action_recognition", "evaluate", str(placeholders))
+    assert code == 0 and "evaluate.checkpoint: is NVIDIA's '??' placeholder" in err
+    code, _, err = cli(capsys, "spec", "validate", "action_recognition", "evaluate", str(placeholders), "--complete")
+    assert code == 2 and "error:" in err and "evaluate.checkpoint" in err
+
+
+def test_every_rejected_key_is_named_with_what_was_found_and_what_tao_allows(capsys, tmp_path):
+    spec = tmp_path / "train.yaml"
+    spec.write_text("model_config: {}\ntrain:\n  num_epochs: 7.5\n  precision: fp64\n"
+                    "dataset:\n  augmentation:\n    multi_scales: [[480, 800, 3]]\n")
+    code, _, err = cli(capsys, "spec", "validate", "rtdetr", "train", str(spec))
+    text = " ".join(err.split())
+    assert code == 2
+    assert "model_config: unknown key" in text
+    assert "train.num_epochs: must be an integer (got 7.5)" in text
+    assert "train.precision: must be one of: bf16, fp32, fp16 (any case) (got 'fp64')" in text
+    assert "dataset.augmentation.multi_scales[0]: must have at most 2 item(s) (got [480, 800, 3])" in text

@@ -78,7 +78,7 @@ def _compare(cfg: DictConfig, node: dict, dotted: str, problems: list[str]) -> N
     for key in cfg:
         child = cfg._get_node(key)
         sub = props.get(key, {})
-        if isinstance(child, DictConfig) and "properties" in sub:
+        if isinstance(child, DictConfig) and "x-tao-class" in sub:
             if child._is_none():
                 ref = child._metadata.ref_type
                 child = OmegaConf.structured(ref)

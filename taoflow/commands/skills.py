@@ -24,10 +24,15 @@ def _console() -> Console:
 
 
 def images_used(skill: Skill) -> dict[str, str]:
-    """Image reference per image role the skill's actions use (environment overrides applied)."""
+    """Image reference per image role the skill's actions use (environment overrides applied); an action
+    whose image differs from its role's (Sparse4D quantize) is listed as `role (action)`."""
     out: dict[str, str] = {}
     for name, action in skill.actions.items():
-        out.setdefault(action.image.value, skill.image_for(name))
+        role = action.image.value
+        image = skill.image_for(name)
+        out.setdefault(role, image)
+        if out[role] != image:
+            out[f"{role} ({name})"] = image
     return out
 
 
@@ -89,7 +94,9 @@ def show_skill(model: Annotated[str, typer.Argument(help="Model name, e.g. rtdet
     out.print(f"AutoML: {automl}")
     out.print(f"pipeline: {' → '.join(skill.pipeline)}")
     for role, ref in images_used(skill).items():
-        out.print(f"image {role}: {ref}")
+        out.print(f"image {role}: {escape(ref)}")
+    out.print("images: override per role with TAOFLOW_IMAGE_<ROLE> (PYT, DEPLOY, DATA_SERVICES) or per action "
+              f"with TAOFLOW_IMAGE_{skill.name.upper()}_<ACTION>")
 
     actions = Table(title="actions")
     for column in ("action", "TAO action", "image", "command", "parent", "data sources", "handoffs"):
@@ -98,8 +105,13 @@ def show_skill(model: Annotated[str, typer.Argument(help="Model name, e.g. rtdet
         tao = action.tao_action if not action.network else f"{action.network} {action.tao_action}"
         if action.per_role:
             tao += " (per role: " + ", ".join(action.per_role) + ")"
+        need = skill.release_needed(name)
+        image = f"{skill.image_for(name)}\n({action.image.value}" + (f", TAO >= {need.release})" if need else ")")
+        problem = skill.image_problem(name)
+        if problem:
+            image += "\nREFUSED: " + problem
         actions.add_row(*(escape(cell) for cell in (
-            name, tao, action.image.value, " ".join(action.argv), action.parent or "",
+            name, tao, image, " ".join(action.argv), action.parent or "",
             "\n".join(_source_text(ds) for ds in action.data_sources),
             "\n".join(f"{k} ← {fn}" for k, fn in action.handoffs.items()),
         )))

@@ -3,7 +3,8 @@
 render: template ⊕ dataset roles (`--data ROLE=URI`) ⊕ upstream results (`--upstream ACTION[:ROLE]=URI`)
 ⊕ handoff values (`--handoff KEY=VALUE`) ⊕ overrides file ⊕ `--set KEY=VALUE`, validated, printed as
 YAML on stdout (or written with `-o`). validate: every problem of a spec file at once, each naming its
-dotted key; exit 2 when there is any.
+dotted key; exit 2 when there is any. Files are read as TAO reads them (taoflow.specfile); warnings
+(TAO metadata TAO does not enforce, `??` placeholders) go to stderr and never change the exit code.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from taoflow.cli import app
 from taoflow.dotted import parse_assignment, parse_assignments
 from taoflow.errors import UserError
-from taoflow.skill import load_skill
+from taoflow.skill import Skill, load_skill
 from taoflow.spec import build_spec, dump_spec_yaml, load_yaml_mapping
-from taoflow.validate import check_spec
+from taoflow.validate import Problem, validation_report
 
 spec_app = typer.Typer(help="Render and validate TAO spec files.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
@@ -52,6 +54,19 @@ def _check_forces(force: list[str] | None) -> list[str]:
     if unknown:
         raise UserError(f"unknown --force {', '.join(unknown)}; allowed: {', '.join(KNOWN_FORCES)}")
     return list(force or [])
+
+
+def print_warnings(warnings: list[Problem]) -> None:
+    for problem in warnings:
+        stderr.print(f"[yellow]warning:[/yellow] {escape(str(problem))}", markup=True)
+
+
+def checked(skill: Skill, action: str, spec: dict, *, complete: bool, force: list[str]) -> list[Problem]:
+    """Print the warnings (also when there are errors), raise the errors, return the warnings."""
+    report = validation_report(skill, action, spec, complete=complete, force=force)
+    print_warnings(report.warnings)
+    report.raise_errors(skill, action)
+    return report.warnings
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -96,7 +111,7 @@ def render(
         upstream=_pairs(upstream, "--upstream", "ACTION[:ROLE]=URI, e.g. dataset_convert:train=s3://bucket/runs/.."),
         role=role,
     )
-    check_spec(skill, action, spec, complete=complete, force=_check_forces(force))
+    checked(skill, action, spec, complete=complete, force=_check_forces(force))
     text = dump_spec_yaml(spec)
     if output is not None:
         write_text_atomic(output, text)
@@ -117,5 +132,6 @@ def validate(
     skill = load_skill(model)
     skill.action(action)
     spec = load_yaml_mapping(file, "spec file", "TAO sections")
-    check_spec(skill, action, spec, complete=complete, force=_check_forces(force))
-    typer.echo(f"{file}: valid {model} {action} spec")
+    warnings = checked(skill, action, spec, complete=complete, force=_check_forces(force))
+    note = f" ({len(warnings)} warning(s))" if warnings else ""
+    typer.echo(f"{file}: valid {model} {action} spec{note}")

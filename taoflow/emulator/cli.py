@@ -23,6 +23,7 @@ from taoflow.emulator.spec import (
     load_schema,
     load_spec,
     parse_overrides,
+    schema_defaults,
 )
 from taoflow.status import StatusWriter
 
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         log(f"Applied {len(overrides)} command-line override(s): {', '.join(sorted(overrides))}")
     try:
-        data = load_spec(args.spec, overrides)
+        data = load_spec(args.spec, overrides, schema_defaults("sparse4d" if action == "dataset_convert" else model_name,
+                                                             action))
     except FileNotFoundError:
         _print_error(f"FileNotFoundError: [Errno 2] No such file or directory: '{args.spec}'")
         return EXIT_FAILURE

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from taoflow.dotted import get_dotted, set_dotted
+from taoflow.specfile import Resolver, Unresolved, iter_interpolations, parse_value, parse_yaml, set_path
 
 _MISSING = object()
 
@@ -29,34 +29,53 @@ class ConfigError(Exception):
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Hydra-style `a.b=value` overrides; values are YAML scalars (`10` → int, `true` → bool)."""
+    """Hydra-style `a.b=value` overrides; values read with OmegaConf's YAML rules (`10` → int, `1e-4` → float,
+    `true` → bool), as TAO's Hydra reads them (taoflow.specfile)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item.split('=')[0]!r} must look like key=value")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        out[key.strip()] = value
+        out[key.strip()] = parse_value(raw) if raw else ""
     return out
 
 
-
-
-
-
-
-
-def load_spec(path: str | Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    text = Path(path).read_text(encoding="utf-8")
-    spec = yaml.safe_load(text) or {}
+def load_spec(path: str | Path, overrides: dict[str, Any],
+              default_of: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """The spec as TAO reads it: OmegaConf's YAML rules, the `key=value` overrides, then every `${...}`
+    resolved (a reference to a value still `???` stays missing, so reading it fails as in TAO; `${oc.env:X}`
+    of an unset variable fails here, as TAO fails when it reads the key). `default_of(key)` gives TAO's
+    default of a key the spec leaves out, for references to it."""
+    text = Path(path).read_text(encoding="utf-8")  # FileNotFoundError is the caller's to report
+    spec = parse_yaml(text, str(path)) or {}
     if not isinstance(spec, dict):
         raise TypeError(f"{path}: the spec must be a YAML mapping")
     for key, value in overrides.items():
         set_dotted(spec, key, value)
+    resolver = Resolver(spec, default_of)
+    for key, value in list(iter_interpolations(spec)):
+        try:
+            set_path(spec, key, resolver.resolve(key, value))
+        except Unresolved as why:
+            if why.kind == "missing":
+                set_path(spec, key, "???")
+            elif why.kind == "runtime" and "environment variable" in str(why).lower():
+                raise ConfigError("InterpolationResolutionError", str(why), key, "ExperimentConfig") from None
+            # A reference TAO cannot resolve either fails when the key is read; the raw text stays.
     return spec
+
+
+def schema_defaults(model: str, action: str) -> Callable[[str], Any]:
+    """`default_of` for load_spec: TAO's default of a dotted key, from the action's generated schema."""
+    schema = load_schema(model, action)
+
+    def default_of(key: str) -> Any:
+        value = schema_default(schema, key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    return default_of
 
 
 def schema_path(model: str, action: str) -> Path | None:
