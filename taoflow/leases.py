@@ -19,6 +19,7 @@ one poll, and of two waiters only one wins. Releasing writes a `released` record
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -159,24 +160,29 @@ class S3Object:
         except FileNotFoundError:
             return None
 
-    def _put(self, data: bytes, condition: dict[str, str], expected: str | None) -> str | None:
-        try:
-            return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=data, **condition)["ETag"]
-        except OSError:
-            # 412 (the condition failed), 409 (a concurrent conditional write) or a lost response: what is
-            # there now says whether our write landed, someone else's did, or nothing changed (then retry).
-            current = self.read()
-            if current is not None and current[0] == data:
-                return current[1]
-            if (current[1] if current else None) == expected:
-                raise
-            return None
-
     def create(self, data: bytes) -> str | None:
-        return self._put(data, {"IfNoneMatch": "*"}, None)
+        return self._put(data, {"IfNoneMatch": "*"})
 
     def replace(self, data: bytes, version: str) -> str | None:
-        return self._put(data, {"IfMatch": version}, version)
+        return self._put(data, {"IfMatch": version})
+
+    def _put(self, data: bytes, condition: dict[str, str]) -> str | None:
+        try:
+            return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=data, **condition)["ETag"]
+        except OSError as exc:
+            current = self.read()
+            if current is not None and current[0] == data:
+                return current[1]  # our write landed; only its response was lost
+            if _refused(exc):
+                return None
+            raise
+
+
+def _refused(exc: OSError) -> bool:
+    """S3 refused a conditional write: 412 (s3fs: FileExistsError for If-None-Match, EINVAL for If-Match),
+    404 (If-Match on a deleted object) or 409 ConditionalRequestConflict (a concurrent conditional write won)."""
+    return (isinstance(exc, (FileExistsError, FileNotFoundError)) or exc.errno == errno.EINVAL
+            or "ConditionalRequestConflict" in str(exc))
 
 
 def versioned_object(store: ArtifactStore, uri: str) -> VersionedObject:
@@ -185,10 +191,6 @@ def versioned_object(store: ArtifactStore, uri: str) -> VersionedObject:
 
 
 # ----------------------------------------------------------------------------------- the lease
-
-class LeaseLost(RuntimeError):
-    """The holder could not renew in time and another controller took the lease over."""
-
 
 class StoreLease:
     """A lease on one key in the store (see the module docstring). Not reentrant; one holder per object.
@@ -351,10 +353,3 @@ class StoreLease:
                             self.lease_seconds)
             finally:
                 self._version = None
-
-    def __enter__(self) -> StoreLease:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
