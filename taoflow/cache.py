@@ -91,6 +91,7 @@ class Outcome:
     result: ActionResult
     cached: bool
     waited_for: str | None = None  # the holder this controller waited for, if any
+    lease_lost: bool = False  # the lease lapsed while this controller ran the step (it stalled too long)
 
 
 def run_once(store: ArtifactStore, run: ActionRun, launch: Callable[[ActionRun], ActionResult], *,
@@ -122,6 +123,6 @@ def run_once(store: ArtifactStore, run: ActionRun, launch: Callable[[ActionRun],
             return Outcome(again.result, cached=True, waited_for=holder)
         result = launch(run)
         store.write_result(run.results_uri, result)
-        return Outcome(result, cached=False, waited_for=holder)
+        return Outcome(result, cached=False, waited_for=holder, lease_lost=lease.lost.is_set())
     finally:
         lease.release()

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from taoflow.errors import UserError
 from taoflow.store import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def lease_seconds_from_env(default: float = DEFAULT_LEASE_SECONDS) -> float:
     except ValueError:
         value = 0.0
     if value <= 0:
-        raise ValueError(f"{LEASE_ENV}={raw!r} is not a positive number of seconds")
+        raise UserError(f"{LEASE_ENV}={raw!r} is not a positive number of seconds; unset it for the default "
+                        f"({default:g} s)")
     return value
 
 

@@ -49,6 +49,10 @@ def cached_or_launched(run: ActionRun, store: ArtifactStore, launcher: str,
 
     outcome = run_once(store, run, launch, emulated=emulated, lease_seconds=lease_seconds_from_env(),
                        on_wait=on_wait, on_miss=on_miss)
+    if outcome.lease_lost:
+        logger.warning("%s %s: this controller could not renew its lease for %g s and another may have run "
+                       "the step too; raise TAOFLOW_LOCK_LEASE_SECONDS if controllers stall that long",
+                       run.model, run.action, lease_seconds_from_env())
     if not outcome.cached:
         return outcome.result
     return cached_state(run, outcome.result, logger)

@@ -19,6 +19,7 @@ import pytest
 from flows import model_flow
 from flows.demo import demo_parameters
 from taoflow.datasets import write_sample_data
+from taoflow.errors import UserError
 from taoflow.leases import LocalObject, S3Object, StoreLease, lease_seconds_from_env, versioned_object
 from taoflow.store import ArtifactStore
 
@@ -132,7 +133,7 @@ def test_lease_length_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("TAOFLOW_LOCK_LEASE_SECONDS")
     assert lease_seconds_from_env() == 30.0
     monkeypatch.setenv("TAOFLOW_LOCK_LEASE_SECONDS", "soon")
-    with pytest.raises(ValueError, match="TAOFLOW_LOCK_LEASE_SECONDS"):
+    with pytest.raises(UserError, match="TAOFLOW_LOCK_LEASE_SECONDS"):
         lease_seconds_from_env()
 
 
