@@ -76,6 +76,7 @@ class PipelineParameters(BaseModel):
             ptm=self.pretrained_model,
             store=self.store,
             emulate=self.launcher.emulate,
+            launcher=self.launcher.name,
             gpus=self.launcher.gpus,
             nodes=self.launcher.nodes,
             timeout_seconds=self.launcher.timeout_seconds,

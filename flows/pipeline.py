@@ -14,7 +14,7 @@ from taoflow.runs import ActionResult
 from taoflow.skill import load_skill
 from taoflow.store import ArtifactStore
 from tasks.artifacts import publish_kpi_table, publish_model_card, publish_skipped
-from tasks.run_action import cache_policy_for, run_action
+from tasks.run_action import run_action
 
 
 @task(name="preflight")
@@ -38,7 +38,6 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
     publish_skipped(model, plan.skipped)
     preflight_task(request, plan, store.root)
 
-    launch = run_action.with_options(cache_policy=cache_policy_for(store))
     results: dict[str, ActionResult] = {}
     for step in plan.steps:
         if step.action == "train" and params.automl.enabled:
@@ -47,10 +46,10 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
             results[step.name] = automl_train_step(request, results, params)
             continue
         run = prepare_run(RunContext(skill, request, store, results), step)
-        outcome = launch.with_options(task_run_name=f"{model}-{step.name}")(
-            run, store.root, params.launcher.name, params.launcher.options
+        state = run_action.with_options(task_run_name=f"{model}-{step.name}")(
+            run, store.root, params.launcher.name, params.launcher.options, return_state=True
         )
-        results[step.name] = ActionResult.from_dict(outcome)
+        results[step.name] = ActionResult.from_dict(state.result())  # a cache hit is a "Cached" state
         logger.info("%s done: %s", step.name, results[step.name].results_uri)
 
     publish_kpi_table(model, results)

@@ -9,6 +9,8 @@ This is the orchestration logic that does not need an orchestrator, so the Prefe
 - `prepare_run` builds the real spec of one step once its parents have results, and its `run_key`: a
   content hash of the image, the spec with output paths blanked, the datasets' digests and the parents'
   chosen checkpoints, so identical inputs map to the same results folder and never run twice.
+- `resolve_emulate` decides, before any run key is computed, whether a step runs on the TAO emulator: the
+  run key includes it, so an emulated result never answers a run that must use TAO.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class PipelineRequest:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     ptm: str | None = None
     store: str | None = None
-    emulate: bool | None = None
+    emulate: bool | None = None  # None: see resolve_emulate
+    launcher: str = "local"  # where GPU steps run: local, docker, kubernetes or workpool
     gpus: int = 1
     nodes: int = 1
     encryption_key_env: str = DEFAULT_KEY_ENV
@@ -69,6 +72,19 @@ class Plan:
     model: str
     steps: list[PlannedStep]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def resolve_emulate(skill: Skill, action: str, launcher: str, emulate: bool | None) -> bool:
+    """Whether `action` will run on the TAO emulator. Forced either way by `emulate`; otherwise the local
+    launcher emulates exactly when TAO's entry point for the action is not installed here, and docker,
+    kubernetes and workpool run TAO's image for real (the emulator only when forced)."""
+    if emulate is not None:
+        return bool(emulate)
+    if launcher != "local":
+        return False
+    from taoflow.launchers.local import tao_installed
+
+    return not tao_installed(skill.actions[action].argv)
 
 
 def plan_pipeline(skill: Skill, request: PipelineRequest) -> Plan:
@@ -190,13 +206,14 @@ def planned_runs(skill: Skill, request: PipelineRequest, plan: Plan, specs: dict
         action = skill.actions[step.action]
         spec = specs[step.name]
         image = skill.image_for(step.action)
-        run_key = compute_run_key(model=skill.name, action=step.name, image=image, spec=spec)
+        emulate = resolve_emulate(skill, step.action, request.launcher, request.emulate)
+        run_key = compute_run_key(model=skill.name, action=step.name, image=image, spec=spec, emulated=emulate)
         runs.append(ActionRun(
             model=skill.name, action=step.action, spec=spec, image=image, run_key=run_key,
             results_uri=store.results_uri(skill.name, run_key, _results_folder(step)),
             gpus=request.gpus if action.gpu else 0, nodes=request.nodes if action.multi_node else 1,
             secret_overrides=_secret_overrides(action, request), timeout_seconds=request.timeout_seconds,
-            emulate=request.emulate,
+            emulate=emulate,
         ))
     return runs
 
@@ -276,9 +293,10 @@ def prepare_run(ctx: RunContext, step: PlannedStep) -> ActionRun:
     input_digests = {role: digest_uri(uri) for role, uri in sorted(request.data.items())}
     if request.ptm:
         input_digests["ptm"] = digest_uri(request.ptm)
+    emulate = resolve_emulate(skill, step.action, request.launcher, request.emulate)
     run_key = compute_run_key(
         model=skill.name, action=step.name, image=image, spec=identity_spec,
-        input_digests=input_digests, parent_digests=parent_digest,
+        input_digests=input_digests, parent_digests=parent_digest, emulated=emulate,
     )
     results_uri = store.results_uri(skill.name, run_key, _results_folder(step))
     resume = resolver.resume_model(store, results_uri) if "resume_model" in action.handoffs.values() else None
@@ -294,7 +312,7 @@ def prepare_run(ctx: RunContext, step: PlannedStep) -> ActionRun:
         model=skill.name, action=step.action, spec=spec, image=image, run_key=run_key,
         results_uri=results_uri, gpus=request.gpus if action.gpu else 0,
         nodes=request.nodes if action.multi_node else 1, secret_overrides=secret_overrides,
-        timeout_seconds=request.timeout_seconds, emulate=request.emulate,
+        timeout_seconds=request.timeout_seconds, emulate=emulate,
     )
 
 

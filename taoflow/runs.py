@@ -2,8 +2,9 @@
 
 `run_key` is a content hash of everything that determines an action's result, so the same inputs never
 pay for the same GPU hours twice: the image reference, the canonical spec with its input URIs replaced by
-content digests, and the digests of the parent checkpoints. Paths that only say *where* results go
-(`results_dir`, created output files) are left out by the caller before hashing.
+content digests, the digests of the parent checkpoints, and whether the TAO emulator or real TAO runs it
+(an emulated result must never answer a run that may not use the emulator). Paths that only say *where*
+results go (`results_dir`, created output files) are left out by the caller before hashing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def compute_run_key(
     spec: dict[str, Any],
     input_digests: dict[str, str] | None = None,
     parent_digests: dict[str, str] | None = None,
+    emulated: bool,
 ) -> str:
     """A short, stable content hash naming the run (also the Kubernetes Job / docker container name)."""
     payload = {
@@ -39,6 +41,7 @@ def compute_run_key(
         "spec": spec,
         "inputs": input_digests or {},
         "parents": parent_digests or {},
+        "emulated": bool(emulated),
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]
 
@@ -65,7 +68,9 @@ class ActionRun:
     # at launch (Kubernetes: `key=$(VAR)` with VAR from a Secret) and masks the value in every log line.
     secret_overrides: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None
-    emulate: bool | None = None  # None: the emulator when TAO is not installed
+    # Whether the TAO emulator runs it. The planner resolves it (planner.resolve_emulate) before the run key
+    # is computed; None (an ActionRun built by hand) means the local launcher's rule: when TAO is not installed.
+    emulate: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

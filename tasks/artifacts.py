@@ -26,12 +26,18 @@ def publish_skipped(model: str, skipped: list[tuple[str, str]]) -> None:
 def kpi_rows(results: dict[str, ActionResult]) -> list[dict[str, Any]]:
     rows = []
     for name, res in results.items():
-        row: dict[str, Any] = {"action": name, "status": res.status, "emulated": res.emulated}
+        row: dict[str, Any] = {"action": name, "status": status_label(res), "emulated": res.emulated}
         row.update({f"final {k}": _fmt(v) for k, v in sorted(res.kpis_final.items())})
         row.update({f"best {k}": _fmt(v) for k, v in sorted(res.kpis_best.items())})
         rows.append(row)
     columns = sorted({k for row in rows for k in row}, key=lambda c: (c not in ("action", "status"), c))
     return [{c: row.get(c, "") for c in columns} for row in rows]
+
+
+def status_label(res: ActionResult) -> str:
+    """`SUCCESS (EMULATED, cached)`: an emulated result says so wherever its status is shown."""
+    marks = [mark for mark, on in (("EMULATED", res.emulated), ("cached", res.cached)) if on]
+    return res.status + (f" ({', '.join(marks)})" if marks else "")
 
 
 def _fmt(value: Any) -> Any:
@@ -50,9 +56,9 @@ def model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple
     if emulated:
         lines += ["> **EMULATED**: these results come from the tao-flows TAO emulator, not a GPU.", ""]
     lines += [f"Store: `{store}`", "", "| step | status | results | run key |", "|---|---|---|---|"]
-    lines += [f"| {n} | {r.status} | `{r.results_uri}` | `{r.run_key}` |" for n, r in results.items()]
+    lines += [f"| {n} | {status_label(r)} | `{r.results_uri}` | `{r.run_key}` |" for n, r in results.items()]
     for name, res in results.items():
-        lines += ["", f"## {name}", ""]
+        lines += ["", f"## {name}" + (" (EMULATED)" if res.emulated else ""), ""]
         if res.kpis_best or res.kpis_final:
             kpis = ", ".join(f"{k} = {v:.4g}" for k, v in sorted((res.kpis_best or res.kpis_final).items()))
             lines += [f"KPIs ({'best' if res.kpis_best else 'final'}): {kpis}", ""]

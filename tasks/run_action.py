@@ -1,9 +1,8 @@
 """The `run_action` task: one TAO action, run once per content.
 
-- Cache key = the ActionRun's `run_key`. A hit returns the stored ActionResult and launches nothing; the
-  store's own `result.json` is checked first, so a hit also works across machines sharing an S3 store.
-- SERIALIZABLE isolation with a lease lock (tasks/locks.py): two flows with the same key run the action
-  once, and a lock left by a killed controller lapses instead of blocking forever.
+- Caching and exactly-once launches live in tasks/cache.py over the store (taoflow/cache.py): the store's
+  verified `result.json` answers a run key (a hit ends the task run "Cached"), and a store lease makes two
+  controllers sharing the store launch the action once; a killed controller's lease lapses.
 - Retries only on infrastructure failures (OOM, NCCL, preemption, killed pods); every attempt first
   points the resume keys at the newest checkpoint in the run's own results, so it continues, not restarts.
   Program and spec failures fail at once with the remedy from the skill's error patterns.
@@ -11,14 +10,13 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
 from taoflow.dotted import get_dotted
 from taoflow.launchers import get_launcher
@@ -27,11 +25,10 @@ from taoflow.planner import refresh_resume
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import load_skill
 from taoflow.store import ArtifactStore
-from tasks.locks import LeaseLockManager
+from tasks.cache import cached_or_launched
 from tasks.progress import publish
 
 DEFAULT_RETRIES = 3
-LOCK_LEASE_SECONDS = float(os.environ.get("TAOFLOW_LOCK_LEASE_SECONDS", "30"))
 
 
 class InfraFailure(RuntimeError):
@@ -47,53 +44,30 @@ def retry_on_infra_failure(task, task_run, state) -> bool:
     return isinstance(state.data, InfraFailure)
 
 
-def _run_key(_context, parameters: dict[str, Any]) -> str:
-    run = parameters["run"]
-    return run.run_key if isinstance(run, ActionRun) else run["run_key"]
-
-
-def control_dir(store: ArtifactStore) -> Path:
-    """Where cache records and locks live: inside a local store, else `$TAOFLOW_HOME` (~/.taoflow)."""
-    local = store.local_path(store.root)
-    if local is not None:
-        return Path(local) / "control"
-    return Path(os.environ.get("TAOFLOW_HOME", Path.home() / ".taoflow")) / "control"
-
-
-def cache_policy_for(store: ArtifactStore) -> CacheKeyFnPolicy:
-    base = control_dir(store)
-    return CacheKeyFnPolicy(cache_key_fn=_run_key).configure(
-        key_storage=str(base / "cache"),
-        lock_manager=LeaseLockManager(base / "locks", lease_seconds=LOCK_LEASE_SECONDS),
-        isolation_level="SERIALIZABLE",
-    )
-
-
 @task(
     name="run-action",
     retries=DEFAULT_RETRIES,
     retry_delay_seconds=1,
     retry_condition_fn=retry_on_infra_failure,
-    persist_result=True,
-    result_serializer="json",
+    cache_policy=NO_CACHE,  # the store is the cache (tasks/cache.py)
+    persist_result=False,
 )
 def run_action(run: ActionRun, store_root: str, launcher: str = "local",
-               launcher_options: dict[str, Any] | None = None) -> dict[str, Any]:
+               launcher_options: dict[str, Any] | None = None) -> dict[str, Any] | State:
     logger = get_run_logger()
     store = ArtifactStore(store_root)
-    stored = _stored_success(store, run)
-    if stored is not None:
-        logger.info("%s %s: results already in the store at %s; launching nothing",
-                    run.model, run.action, run.results_uri)
-        return stored.to_dict()
 
-    skill = load_skill(run.model)
-    run = refresh_resume(skill, store, run)
-    for key, fn in skill.actions[run.action].handoffs.items():
-        if fn == "resume_model" and get_dotted(run.spec, key):
-            logger.info("%s %s resumes from %s", run.model, run.action, get_dotted(run.spec, key))
-    result = launch_and_follow(run, launcher, launcher_options or {}, logger, store_root=store_root)
-    store.write_result(run.results_uri, result)
+    def launch(run: ActionRun) -> ActionResult:
+        skill = load_skill(run.model)
+        run = refresh_resume(skill, store, run)
+        for key, fn in skill.actions[run.action].handoffs.items():
+            if fn == "resume_model" and get_dotted(run.spec, key):
+                logger.info("%s %s resumes from %s", run.model, run.action, get_dotted(run.spec, key))
+        return launch_and_follow(run, launcher, launcher_options or {}, logger, store_root=store_root)
+
+    result = cached_or_launched(run, store, launcher, launch, logger)
+    if isinstance(result, State):
+        return result  # Completed "Cached", carrying the stored result
     if result.ok:
         return result.to_dict()
     detail = f"{run.model} {run.action} failed ({result.failure_class}): {result.message or ''}".strip()
@@ -102,11 +76,6 @@ def run_action(run: ActionRun, store_root: str, launcher: str = "local",
     if result.failure_class == "infra":
         raise InfraFailure(detail)
     raise ActionFailed(detail)
-
-
-def _stored_success(store: ArtifactStore, run: ActionRun) -> ActionResult | None:
-    stored = store.read_result(run.results_uri)
-    return stored if stored is not None and stored.ok and stored.run_key == run.run_key else None
 
 
 def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any], logger,
@@ -138,7 +107,7 @@ def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any
     result = launcher.result(handle)
     update_progress_artifact(
         artifact_id, progress=100.0 if result.ok else percent,
-        description=f"{run.model} {run.action}: {result.status}"
+        description=f"{run.model} {run.action}: {result.status}" + (" (EMULATED)" if result.emulated else "")
         + (f" — {result.failure_class}: {result.message}" if not result.ok else ""),
     )
     return result
