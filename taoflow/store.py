@@ -197,6 +197,15 @@ class ArtifactStore:
     def write_json_atomic(self, uri: str, value: Any) -> None:
         self.write_text_atomic(uri, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
+    def remove(self, uri: str) -> None:
+        """Delete one object (a missing one is fine)."""
+        path = self._path(uri)
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+        self._invalidate(path)
+
     # ----------------------------------------------------------------- results records
     def write_result(self, results_uri: str, result: ActionResult) -> str:
         """Store `result.json` in the results folder (the cache record of the run); returns its URI."""
@@ -222,7 +231,9 @@ class ArtifactStore:
         self._invalidate(base)
         try:
             found = self.fs.find(base, withdirs=include_dirs, detail=True)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if not self.is_local and "bucket" in str(exc).lower():
+                raise  # a missing bucket is not an empty folder
             return []
         entries = []
         prefix = base.rstrip("/") + "/"

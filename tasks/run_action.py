@@ -28,6 +28,7 @@ from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import load_skill
 from taoflow.store import ArtifactStore
 from tasks.locks import LeaseLockManager
+from tasks.notices import announce_retry
 from tasks.progress import publish
 
 DEFAULT_RETRIES = 3
@@ -99,7 +100,10 @@ def run_action(run: ActionRun, store_root: str, launcher: str = "local",
     detail = f"{run.model} {run.action} failed ({result.failure_class}): {result.message or ''}".strip()
     if result.remedy:
         detail += f"\nRemedy: {result.remedy}"
+    if result.products.get("log"):
+        detail += f"\nLog: {result.products['log']}"
     if result.failure_class == "infra":
+        announce_retry(run, result)
         raise InfraFailure(detail)
     raise ActionFailed(detail)
 
