@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,29 @@ def load_spec(path: str | Path, overrides: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"{path}: the spec must be a YAML mapping")
     for key, value in overrides.items():
         set_dotted(spec, key, value)
-    return spec
+    return resolve_env_references(spec)
+
+
+_ENV_REFERENCE = re.compile(r"^\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,(.*))?\}$")
+
+
+def resolve_env_references(value: Any) -> Any:
+    """`${oc.env:VAR}` / `${oc.env:VAR,default}` values as TAO's OmegaConf loader reads them (the built-in
+    `oc.env` resolver): the variable's value, else the default. An unset variable without a default stays as
+    written (OmegaConf fails only when the key is read)."""
+    if isinstance(value, dict):
+        return {k: resolve_env_references(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env_references(v) for v in value]
+    if isinstance(value, str):
+        match = _ENV_REFERENCE.match(value)
+        if match:
+            name, default = match.groups()
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default.strip()
+    return value
 
 
 def schema_path(model: str, action: str) -> Path | None:

@@ -3,8 +3,9 @@ emulator — and `python -m taoflow.launchers.local RUN_JSON`, which does the sa
 work-pool worker and stores `result.json` beside the results.
 
 What it takes care of, so the tasks above it never do:
-- argv lists only; the spec is written without secrets, and `key=value` for `secret_overrides` is appended at
-  launch from the environment and masked in every log line;
+- argv lists only; secrets never reach argv or a file: a `secret_overrides` key is written into the spec as
+  `${oc.env:VAR}` (resolved by TAO's OmegaConf loader) and VAR reaches the process by environment; the value
+  is still masked in every log line;
 - inputs staged from the store (remote URIs downloaded, archives extracted safely when the skill needs a
   directory); remote results (s3://) run in a local work folder and checkpoints are uploaded as they appear;
 - its own process group (`start_new_session`), so cancel and timeout reach every child (SIGTERM, then SIGKILL
@@ -23,6 +24,7 @@ import importlib.util
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -89,6 +91,32 @@ def _map_strings(value: Any, fn) -> Any:
     if isinstance(value, list):
         return [_map_strings(v, fn) for v in value]
     return fn(value) if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------------------- secrets
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_reference(var: str) -> str:
+    """An OmegaConf env interpolation: TAO's Hydra loader resolves it from the process environment when the
+    key is read (OmegaConf's built-in `oc.env` resolver; docs/tao-contract.md), so the secret never appears
+    in the spec file or on the command line (which every local user can read in `ps`)."""
+    if not ENV_NAME.match(var):
+        raise UserError(f"{var!r} is not an environment variable name (secret variables must match "
+                        f"{ENV_NAME.pattern})")
+    return "${oc.env:" + var + "}"
+
+
+def secret_environment(run: ActionRun) -> dict[str, str]:
+    """The secret variables the run names (`secret_overrides`), with their values, from the run's env or
+    this process's; a variable that is not set is left out (TAO's key then keeps its default)."""
+    out = {}
+    for var in run.secret_overrides.values():
+        value = run.env.get(var) if var in run.env else os.environ.get(var)
+        if value:
+            out[var] = value
+    return out
 
 
 # --------------------------------------------------------------------------------------- entry point
@@ -167,19 +195,17 @@ class LocalLauncher:
         if remote:
             spec = self._localise_results(run, spec, results_dir)
         spec = self._stage(run, spec, action, workdir)
-        for key in run.secret_overrides:
+        secret_env = secret_environment(run)
+        for key, var in run.secret_overrides.items():
             delete_dotted(spec, key)
+            if var in secret_env:
+                set_dotted(spec, key, env_reference(var))  # the name, never the value
         spec_path = results_dir / SPEC_FILE
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
         argv, emulated = build_argv(skill, action, run, spec_path)
-        secrets = []
-        for key, var in run.secret_overrides.items():
-            value = run.env.get(var) if var in run.env else os.environ.get(var)
-            if value:
-                argv.append(f"{key}={value}")
-                secrets.append(value)
-        env = {**os.environ, **run.env}
+        secrets = list(secret_env.values())
+        env = {**os.environ, **run.env, **secret_env}
         env.setdefault("PYTHONUNBUFFERED", "1")
 
         rank = node_rank()
