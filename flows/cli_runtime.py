@@ -63,8 +63,15 @@ def _import_quietly(module: str) -> None:
         pass  # imported again in the main thread, where its error is reported
 
 
+_quieted = False
+
+
 def quiet_prefect_console() -> None:
     """Drop Prefect's records from the terminal's handlers; send WARNING and above to the command log."""
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
     def not_prefect(record: logging.LogRecord) -> bool:
         return not record.name.startswith("prefect")
 
