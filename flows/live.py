@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from taoflow.launchers.base import Cached, EpochProgress, Event, Finished, LogLine, Retrying
 from taoflow.runs import ActionRun
@@ -98,17 +99,22 @@ class StepBoard:
                 if not row.kpi:
                     row.kpi = _kpis(res.get("kpis_best") or res.get("kpis_final") or {})
 
-    def table(self) -> Table:
+    def table(self, width: int = 80) -> Table:
+        """The board for a terminal `width` wide: step and status are never cut; progress and KPIs give way
+        (ellipsis)."""
         with self.lock:
             rows = [(name, row.label(), row.progress, row.kpi) for name, row in self.rows.items()]
-        table = Table(title=f"{self.model} pipeline", title_justify="left", expand=False)
-        # Step and status are never cut; progress and KPIs give way (ellipsis) on a narrow terminal.
-        table.add_column("step", no_wrap=True, min_width=max([len(r[0]) for r in rows] + [4]))
-        table.add_column("status", no_wrap=True, min_width=max([len(r[1]) for r in rows] + [6]))
-        table.add_column("progress", no_wrap=True, overflow="ellipsis", max_width=24)
-        table.add_column("KPIs", no_wrap=True, overflow="ellipsis")
+        step_w = max([len(r[0]) for r in rows] + [4])
+        status_w = max([len(r[1]) for r in rows] + [6])
+        progress_w = min(max([len(r[2]) for r in rows] + [8]), 24)
+        kpi_w = max(width - step_w - status_w - progress_w - 13, 8)  # 13: borders and padding of 4 columns
+        table = Table(title=Text(f"{self.model} pipeline"), title_justify="left", expand=False)
+        table.add_column("step", no_wrap=True, width=step_w)
+        table.add_column("status", no_wrap=True, width=status_w)
+        table.add_column("progress", no_wrap=True, overflow="ellipsis", width=progress_w)
+        table.add_column("KPIs", no_wrap=True, overflow="ellipsis", max_width=kpi_w)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         return table
 
     def retry_notes(self) -> list[str]:
@@ -132,12 +138,12 @@ def run_with_live_display(model: str, parameters: Any, console: Console, steps: 
     board = StepBoard(model, steps, trials_budget=automl.max_trials if automl and automl.enabled else None)
     unsubscribe = [subscribe(board.on_event), subscribe_trials(board.on_trials)]
     try:
-        with Live(board.table(), console=console, refresh_per_second=4, transient=False) as live:
+        with Live(board.table(console.width), console=console, refresh_per_second=4, transient=False) as live:
             stop = threading.Event()
 
             def refresh() -> None:
                 while not stop.wait(0.25):
-                    live.update(board.table())
+                    live.update(board.table(console.width))
 
             refresher = threading.Thread(target=refresh, daemon=True)
             refresher.start()
@@ -146,7 +152,7 @@ def run_with_live_display(model: str, parameters: Any, console: Console, steps: 
                 board.settle(summary)
             finally:
                 stop.set()
-                live.update(board.table())
+                live.update(board.table(console.width))
     finally:
         for undo in unsubscribe:
             undo()
@@ -163,15 +169,16 @@ def status_label(result: dict[str, Any]) -> str:
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print()
-    table = Table(title=f"{summary['model']} results", title_justify="left")
+    table = Table(title=Text(f"{summary['model']} results"), title_justify="left")
     names = list(summary["results"])
-    table.add_column("step", no_wrap=True, min_width=max([len(n) for n in names] + [4]))
-    table.add_column("status", no_wrap=True,
-                     min_width=max([len(status_label(r)) for r in summary["results"].values()] + [6]))
-    table.add_column("KPIs")  # wraps between KPIs (they hold no paths)
+    step_w = max([len(n) for n in names] + [4])
+    status_w = max([len(status_label(r)) for r in summary["results"].values()] + [6])
+    table.add_column("step", no_wrap=True, width=step_w)
+    table.add_column("status", no_wrap=True, width=status_w)
+    table.add_column("KPIs", max_width=max(console.width - step_w - status_w - 10, 8))  # wraps between KPIs
     for name, res in summary["results"].items():
         kpis = res.get("kpis_best") or res.get("kpis_final") or {}
-        table.add_row(name, status_label(res), _kpis(kpis))
+        table.add_row(Text(name), Text(status_label(res)), Text(_kpis(kpis)))
     console.print(table)
     for skipped in summary.get("skipped", []):
         console.print(f"[yellow]skipped[/yellow] {escape(skipped['action'])}: {escape(skipped['reason'])}")
@@ -193,7 +200,7 @@ def print_locations(summary: dict[str, Any], console: Console) -> None:
 
 
 def trials_table(model: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"{model} AutoML trials", title_justify="left")
+    table = Table(title=Text(f"{model} AutoML trials"), title_justify="left")
     table.add_column("trial", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("value", no_wrap=True)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from taoflow.errors import UserError
 

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from tests.processes import kill_marked, marked_processes
 from tests.prefect_server import PrefectServer
+from tests.processes import kill_marked, marked_processes
 
 pytest_plugins = ["tests.s3server"]
 
