@@ -27,7 +27,7 @@ IMAGE_REF = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a
 def check_store(root: str | None) -> list[str]:
     """The store answers and takes a write (a probe object, removed again)."""
     try:
-        store = ArtifactStore(root)
+        store = ArtifactStore(root, retries=0)  # a preflight answers at once; runs retry transient failures
     except Exception as exc:
         problem = storage_problem(exc, str(root), "artifact store", write=True)
         if problem is None:

@@ -26,6 +26,7 @@ from taoflow.launchers.base import EpochProgress, Finished, LogLine
 from taoflow.planner import refresh_resume
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import load_skill
+from taoflow.storage_errors import is_transient
 from taoflow.store import ArtifactStore
 from tasks.locks import LeaseLockManager
 from tasks.notices import announce_retry
@@ -44,8 +45,9 @@ class ActionFailed(RuntimeError):
 
 
 def retry_on_infra_failure(task, task_run, state) -> bool:
-    """Prefect retry condition (must be a plain function, see prefect-notes.md)."""
-    return isinstance(state.data, InfraFailure)
+    """Prefect retry condition (must be a plain function, see prefect-notes.md). A storage failure that
+    outlasted the store's own retries (taoflow.storage_errors.is_transient) is an infrastructure failure too."""
+    return isinstance(state.data, InfraFailure) or (isinstance(state.data, Exception) and is_transient(state.data))
 
 
 def _run_key(_context, parameters: dict[str, Any]) -> str:

@@ -167,7 +167,7 @@ def _preflight_remote(model: str, role: str, uri: str, layout: str) -> str:
     from taoflow.store import ArtifactStore
 
     try:
-        store = ArtifactStore(uri)  # the store's S3 settings: endpoint, region, profile
+        store = ArtifactStore(uri, retries=0)  # the store's S3 settings (endpoint, region, profile); no waiting
         names = [entry.path for entry in store.list_files(uri, include_dirs=False)]
     except Exception as exc:
         problem = storage_problem(exc, uri, f"dataset '{role}' of {model}")

@@ -54,6 +54,7 @@ from taoflow.status import (
     status_paths,
     terminal_status,
 )
+from taoflow.storage_errors import is_transient
 
 PID_FILE = ".taoflow_run.json"
 SPEC_FILE = "spec.yaml"
@@ -62,6 +63,7 @@ MASK = "****"
 # status.json (progress for whoever follows the run from the store: the Kubernetes and work-pool launchers).
 LIVE_UPLOAD_GLOB = ("*.pth", "*.pt", "*.ckpt", "status.json")
 LOG_TAIL_LINES = 4000
+STORE_OUTAGE_SECONDS = float(os.environ.get("TAOFLOW_STORE_OUTAGE_SECONDS", "600"))
 
 
 def taoflow_home() -> Path:
@@ -164,6 +166,7 @@ class LocalHandle:
     done: threading.Event = field(default_factory=threading.Event)
     result_value: ActionResult | None = None
     uploaded: dict[str, tuple[int, float]] = field(default_factory=dict)
+    store_failing_since: float | None = None
     threads: list[threading.Thread] = field(default_factory=list)
 
 
@@ -390,7 +393,7 @@ class LocalLauncher:
                         self._remember(handle, line)
                         handle.events_q.put(LogLine(line))
                 if is_remote(handle.run.results_uri):
-                    self._upload_live_files(handle)
+                    self._upload_live_files_or_wait(handle)
                 self._enforce_deadlines(handle)
                 if exit_code is not None or (handle.attached and not _alive(handle.pid)):
                     break
@@ -407,9 +410,12 @@ class LocalLauncher:
                     handle.events_q.put(LogLine(line))
             result = self._finish(handle, exit_code)
         except Exception as exc:
+            # Nobody would record what TAO does from here on: stop it (its checkpoints stay; the retry resumes).
+            self._stop_process(handle)
             result = ActionResult(model=handle.run.model, action=handle.run.action, run_key=handle.run.run_key,
                                   status="FAILURE", results_uri=handle.run.results_uri, failure_class="infra",
-                                  remedy="The launcher failed while following the run; retried.",
+                                  remedy="The launcher failed while following the run, so it stopped TAO; the "
+                                  "action is retried from the newest checkpoint.",
                                   message=f"launcher error: {exc}", emulated=handle.emulated)
         handle.result_value = result
         handle.events_q.put(Finished(result.status, result.message or "", result.failure_class, result.remedy))
@@ -441,6 +447,44 @@ class LocalLauncher:
             os.killpg(handle.pid, sig)  # the process leads its own session/group
         except (ProcessLookupError, PermissionError):
             pass
+
+    def _upload_live_files_or_wait(self, handle: LocalHandle) -> None:
+        """Live uploads while the store answers; while it does not (a transient failure), files stay local and
+        go up at the next poll that succeeds — for at most STORE_OUTAGE_SECONDS, then the run is failed (infra)."""
+        try:
+            self._upload_live_files(handle)
+            handle.store_failing_since = None
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            now = time.time()
+            if handle.store_failing_since is None:
+                handle.store_failing_since = now
+                self._note(handle, f"taoflow: the store does not answer ({exc}); files stay local and are "
+                                   "uploaded when it does")
+            elif now - handle.store_failing_since > STORE_OUTAGE_SECONDS:
+                raise RuntimeError(f"the store did not answer for {STORE_OUTAGE_SECONDS:g} s ({exc})") from exc
+
+    def _note(self, handle: LocalHandle, line: str) -> None:
+        self._append_log(handle, line)
+        self._remember(handle, line)
+        handle.events_q.put(LogLine(line))
+
+    def _stop_process(self, handle: LocalHandle) -> None:
+        """SIGTERM TAO's process group, SIGKILL after the grace period; returns once it is gone."""
+        def running() -> bool:
+            return handle.proc.poll() is None if handle.proc is not None else _alive(handle.pid)
+
+        if not running():
+            return
+        self._signal(handle, signal.SIGTERM)
+        deadline = time.time() + self.grace_seconds
+        while running() and time.time() < deadline:
+            time.sleep(0.1)
+        if running():
+            self._signal(handle, signal.SIGKILL)
+            if handle.proc is not None:
+                handle.proc.wait()
 
     def _upload_live_files(self, handle: LocalHandle) -> None:
         store = _store_for(handle.run.results_uri)
