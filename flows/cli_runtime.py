@@ -72,8 +72,12 @@ def quiet_prefect_console() -> None:
     if _quieted:
         return
     _quieted = True
-    def not_prefect(record: logging.LogRecord) -> bool:
-        return not record.name.startswith("prefect")
+    import prefect
+
+    package = str(Path(prefect.__file__).parent)
+
+    def not_prefect(record: logging.LogRecord) -> bool:  # by logger name, or by module (e.g. "EventsWorker")
+        return not (record.name.startswith("prefect") or record.pathname.startswith(package))
 
     for name in ("", "prefect._internal"):
         for handler in logging.getLogger(name).handlers:
@@ -90,7 +94,8 @@ def run_guarded(fn: Callable[[], T]) -> T:
     """Run a flow; turn its failure into a UserError (or RunFailed) with one message, never a traceback.
     Unexpected errors are written, with their traceback, to the command log the message names."""
     try:
-        return fn()
+        with _cli_settings():
+            return fn()
     except UserError:
         raise
     except KeyboardInterrupt:
@@ -98,6 +103,19 @@ def run_guarded(fn: Callable[[], T]) -> T:
                         "and the next run resumes from them") from None
     except Exception as exc:
         raise describe_failure(exc) from None
+
+
+def _cli_settings():
+    """Flow-run heartbeats off unless the user set them: only a server-side automation reads them, and a
+    synchronous flow run pays about a second joining the heartbeat thread (prefect-notes in docs/)."""
+    import contextlib
+    import os
+
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in os.environ:
+        return contextlib.nullcontext()
+    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 def describe_failure(exc: BaseException) -> UserError:
