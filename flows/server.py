@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from taoflow.errors import UserError
+from taoflow.processes import alive as _alive
 
 MARKER = "TAOFLOW_PREFECT_SERVER_HOME"  # set in every managed server's environment: finds it without server.json
 START_TIMEOUT = float(os.environ.get("TAOFLOW_SERVER_START_TIMEOUT", "300"))
@@ -77,20 +78,6 @@ def _write_state(state: ServerState) -> None:
     tmp = _state_path().with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state)))
     os.replace(tmp, _state_path())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def is_server(pid: int, home: Path | None = None) -> bool:

@@ -41,6 +41,7 @@ import yaml
 from taoflow.dotted import delete_dotted, get_dotted, set_dotted
 from taoflow.errors import UserError
 from taoflow.launchers.base import Event, Finished, LogLine
+from taoflow.processes import alive as _alive
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Action, Skill, load_skill
 from taoflow.status import (
@@ -609,22 +610,6 @@ def node_rank() -> int:
         return int(os.environ.get("NODE_RANK") or 0)
     except ValueError:
         return 0
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _shell_code(code: int | None) -> int | None:
