@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -31,7 +32,10 @@ class RunFailed(UserError):
 
 def command_log() -> Path:
     path = taoflow_home() / "logs" / "taoflow.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return Path(os.devnull)  # an unwritable home was already reported by the server manager
     return path
 
 

@@ -50,7 +50,14 @@ def run_demo(model: str, directory: Path, console: Console) -> dict[str, Any]:
     directory = directory.resolve()
     data_dir = directory / "data" / model
     if not data_dir.exists():
-        write_sample_data(model, data_dir)
+        try:
+            write_sample_data(model, data_dir)
+        except OSError as exc:
+            from taoflow.errors import UserError
+            from taoflow.storage_errors import storage_problem
+
+            raise UserError(storage_problem(exc, str(directory), "demo folder", write=True, choose="--dir")
+                            or f"cannot write the sample data to {data_dir}: {exc}") from None
     console.print(f"[bold]tao-flows demo[/bold]: {model} on the TAO emulator (results are EMULATED)")
     console.print(f"sample data: {data_dir}", markup=False, highlight=False, soft_wrap=True)
     params = demo_parameters(model, data_dir, str(directory / "store"))

@@ -202,6 +202,11 @@ def claim_server(on_wait: Callable[[str], None] | None = None) -> ServerState | 
             raise UserError(f"the Prefect API at PREFECT_API_URL={external} does not answer; start that server "
                             "or unset PREFECT_API_URL to let taoflow run a local one")
         return external
+    try:
+        server_home().mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the local Prefect server's home {server_home()} ({exc.strerror}); set "
+                        "TAOFLOW_HOME to a folder you can write, or PREFECT_API_URL to a running server") from None
     with _start_lock(on_wait):
         state = read_state()
         if state is None or not is_server(state.pid):

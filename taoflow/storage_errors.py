@@ -55,8 +55,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def storage_problem(exc: BaseException, uri: str, role: str, *, write: bool = False) -> str | None:
-    """One line for a storage failure of `uri` (used as `role`), or None when `exc` is not one."""
+def storage_problem(exc: BaseException, uri: str, role: str, *, write: bool = False,
+                    choose: str = "--store, $TAOFLOW_STORE") -> str | None:
+    """One line for a storage failure of `uri` (used as `role`), or None when `exc` is not one. `choose` says
+    how to pick another local folder."""
     remote = "://" in uri and not uri.startswith("file://")
     bucket = uri.split("://", 1)[1].split("/", 1)[0] if remote else ""
     for err in _chain(exc):
@@ -86,10 +88,10 @@ def storage_problem(exc: BaseException, uri: str, role: str, *, write: bool = Fa
             where = err.filename or uri
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 return (f"{role} at {uri}: the disk is full ({os.strerror(err.errno)}) at {where}; free space there "
-                        "or choose another folder (--store, $TAOFLOW_STORE)")
+                        f"or choose another folder ({choose})")
             verb = "write to" if write else "read"
             return (f"{role} at {uri}: cannot {verb} {where} ({os.strerror(err.errno)}); choose a folder you can "
-                    f"{'write' if write else 'read'} (--store, $TAOFLOW_STORE) or fix its permissions")
+                    f"{'write' if write else 'read'} ({choose}) or fix its permissions")
     return None
 
 
