@@ -87,13 +87,13 @@ def run_command(
         print_dry_run(model, build_parameters(model, **options), console)
         return
     steps = preflight_command(model, **options)
-    from flows.cli_runtime import run_guarded, start_prefect
+    from flows.cli_runtime import quiet_prefect_console, run_guarded, start_prefect
 
     start_prefect(console, _flow_module(model))
     parameters = build_parameters(model, **options)
     from flows.live import run_with_live_display
 
-    _quiet()
+    quiet_prefect_console()
     run_guarded(lambda: run_with_live_display(model, parameters, console, steps=steps))
 
 
@@ -132,12 +132,6 @@ def _flow_module(model: str) -> str | None:
     from flows import MODEL_FLOWS
 
     return MODEL_FLOWS[model][0] if model in MODEL_FLOWS else None
-
-
-def _quiet() -> None:
-    from flows.cli_runtime import quiet_prefect_console
-
-    quiet_prefect_console()
 
 
 def build_parameters(model: str, *, data: list[str], actions: str | None, sets: list[str], ptm: str | None,
@@ -202,14 +196,14 @@ def tune_command(
                    "storage": storage},
     }
     preflight_command(model, actions=",".join(upto), **options)
-    from flows.cli_runtime import run_guarded, start_prefect
+    from flows.cli_runtime import quiet_prefect_console, run_guarded, start_prefect
 
     start_prefect(console, "flows.automl")
     parameters = build_parameters(model, actions=None, **options)
     from flows.automl import tao_automl_sweep
     from flows.live import print_summary, run_with_trials_display
 
-    _quiet()
+    quiet_prefect_console()
     summary, rows = run_guarded(lambda: run_with_trials_display(lambda: tao_automl_sweep(model, parameters),
                                                                 console))
     print_summary(summary, console)
