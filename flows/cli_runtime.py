@@ -111,7 +111,7 @@ def run_guarded(fn: Callable[[], T]) -> T:
 
 def _cli_settings():
     """Flow-run heartbeats off unless the user set them: only a server-side automation reads them, and a
-    synchronous flow run pays about a second joining the heartbeat thread (prefect-notes in docs/)."""
+    synchronous flow run pays about a second joining the heartbeat thread (docs/prefect-notes.md)."""
     import contextlib
     import os
 

@@ -103,8 +103,8 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def env_reference(var: str) -> str:
     """An OmegaConf env interpolation: TAO's Hydra loader resolves it from the process environment when the
-    key is read (OmegaConf's built-in `oc.env` resolver; docs/tao-contract.md), so the secret never appears
-    in the spec file or on the command line (which every local user can read in `ps`)."""
+    key is read (OmegaConf's built-in `oc.env` resolver; tests/test_secrets.py checks it with OmegaConf), so
+    the secret never appears in the spec file or on the command line (which every local user can read in `ps`)."""
     if not ENV_NAME.match(var):
         raise UserError(f"{var!r} is not an environment variable name (secret variables must match "
                         f"{ENV_NAME.pattern})")
