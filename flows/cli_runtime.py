@@ -85,7 +85,7 @@ def quiet_prefect_console() -> None:
 
     for name in ("", "prefect._internal"):
         for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if type(handler).__module__.startswith("prefect."):  # Prefect's console handlers, nobody else's
                 handler.addFilter(not_prefect)
     file_handler = logging.FileHandler(command_log(), encoding="utf-8")
     file_handler.setLevel(logging.WARNING)
