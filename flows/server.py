@@ -9,7 +9,8 @@ left running (reparented to init) whenever the command that started it is killed
 - a file lock serialises starting: however many commands start at once, and whichever of them are killed
   (SIGKILL included), at most one server runs per home — a command that finds a live server (from
   `server.json`, or by the marker every server process carries in its environment) reuses it;
-- `taoflow server status|stop` manages it; it also stops when its home is deleted (nothing else keeps it).
+- it keeps running between commands (a documented service, not a leftover): `taoflow server status` shows
+  it, its URL (API and UI) and its log; `taoflow server stop` stops it.
 
 When `PREFECT_API_URL` is set, that server is used and nothing is started here. This module does not import
 Prefect (it runs before the first Prefect import, which reads these settings).
