@@ -208,3 +208,11 @@ def test_full_store(capsys, data, tmp_path):
     finally:
         subprocess.run(["umount", str(mount)], check=True)
     _assert_user_error(code, out, f"artifact store at {mount}: the disk is full", "No space left on device")
+
+
+def test_tune_and_demo_preflight_too(capsys, tmp_path, data):
+    code, out = _run(capsys, "tune", "rtdetr", "--data", f"train={tmp_path / 'gone'}", "--data",
+                     f"eval={data / 'eval'}", "--set", "dataset.num_classes=5", "--store", str(tmp_path / "s"))
+    _assert_user_error(code, out, "dataset 'train' for rtdetr")
+    code, out = _run(capsys, "demo", "rtdetr", "--dir", "/proc/no-demo-here")
+    _assert_user_error(code, out, "demo folder at /proc/no-demo-here: cannot write", "(--dir)")
