@@ -61,7 +61,7 @@ class StepBoard:
             if row.status == "pending" or row.status.startswith("retry"):
                 row.status = "RUNNING"
             if isinstance(event, EpochProgress):
-                eta = (event.eta or "").split(".")[0]  # TAO writes H:MM:SS.ffffff
+                eta = (event.eta or "").split(".")[0] if event.epoch < event.max_epoch else ""  # H:MM:SS.ffffff
                 row.progress = f"epoch {event.epoch + 1}/{event.max_epoch + 1}" + (f" ETA {eta}" if eta else "")
                 row.kpi = _kpis(event.kpi)
             elif isinstance(event, LogLine) and event.text.startswith(EMULATOR_BANNER):
@@ -154,6 +154,8 @@ def run_with_live_display(model: str, parameters: Any, console: Console, steps: 
                 stop.set()
                 live.update(board.table(console.width))
     finally:
+        if not console.is_terminal:
+            console.line()  # rich ends a live display with a newline on terminals only
         for undo in unsubscribe:
             undo()
         for note in board.retry_notes():
@@ -243,5 +245,7 @@ def run_with_trials_display(run, console: Console) -> tuple[dict[str, Any], list
                 with lock:
                     live.update(trials_table(latest["model"], latest["rows"]))
     finally:
+        if not console.is_terminal:
+            console.line()
         unsubscribe()
     return summary, latest["rows"]
