@@ -113,7 +113,6 @@ def _cli_settings():
     """Flow-run heartbeats off unless the user set them: only a server-side automation reads them, and a
     synchronous flow run pays about a second joining the heartbeat thread (docs/prefect-notes.md)."""
     import contextlib
-    import os
 
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -128,9 +127,11 @@ def describe_failure(exc: BaseException) -> UserError:
     if name in ("ActionFailed", "InfraFailure"):  # tasks.run_action: the message carries remedy and log
         first, *rest = text.splitlines() or [name]
         return RunFailed(first, [line.replace("Remedy: ", "remedy: ").replace("Log: ", "log: ") for line in rest])
-    problem = storage_problem(exc, getattr(exc, "filename", None) or "the store", "artifact store")
-    if problem is not None:
-        return RunFailed(problem)
+    if _is_storage_failure(exc):
+        filename = getattr(exc, "filename", None)
+        problem = storage_problem(exc, str(filename) if filename else "the store", "storage", write=True)
+        if problem is not None:
+            return RunFailed(problem)
     if _is_api_failure(exc):
         return RunFailed(f"lost the Prefect server ({name}: {text.splitlines()[0] if text else ''})",
                          [f"`taoflow server status` shows it; its log is {log_path()}"])
@@ -139,6 +140,13 @@ def describe_failure(exc: BaseException) -> UserError:
         fh.write("".join(traceback.format_exception(exc)))
     return RunFailed(f"the run failed: {name}: {text.splitlines()[0] if text else ''}",
                      [f"details and traceback: {log}"])
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    """A file operation that failed (it names its file) or an S3 client error."""
+    if isinstance(exc, OSError) and exc.filename:
+        return True
+    return any(cls.__module__.startswith(("botocore", "s3fs", "aiobotocore")) for cls in type(exc).__mro__)
 
 
 def _is_api_failure(exc: BaseException) -> bool:

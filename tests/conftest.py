@@ -9,6 +9,7 @@ and a session that passed fails: teardown never leaves a process behind, and nev
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 
 import pytest
@@ -20,6 +21,8 @@ pytest_plugins = ["tests.s3server"]
 
 SESSION_MARK = "TAOFLOW_TEST_SESSION"
 os.environ[SESSION_MARK] = uuid.uuid4().hex
+# The tests never write to the user's ~/.taoflow (command logs, work folders, a local Prefect server).
+os.environ["TAOFLOW_HOME"] = tempfile.mkdtemp(prefix="taoflow-test-home-")
 os.environ.setdefault("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0")
 os.environ.setdefault("TAOFLOW_LOCK_LEASE_SECONDS", "5")
 # Every test that talks to Prefect uses the shared loopback server (`prefect_api`); one that forgot would
