@@ -9,6 +9,7 @@ and a session that passed fails: teardown never leaves a process behind, and nev
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 
@@ -72,6 +73,7 @@ def pytest_sessionfinish(session, exitstatus):
     """No process of this session survives it; a leftover fails a session that otherwise passed."""
     leftovers = marked_processes(SESSION_MARK, os.environ[SESSION_MARK])
     if not leftovers:
+        shutil.rmtree(os.environ["TAOFLOW_HOME"], ignore_errors=True)
         return
     kill_marked(leftovers)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
