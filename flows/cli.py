@@ -73,22 +73,65 @@ def run_command(
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL."),
 ) -> None:
     """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine)."""
-    parameters = build_parameters(
-        model, data=data, actions=actions, sets=sets, ptm=ptm, store=store,
-        launcher={"name": launcher, "emulate": emulate, "gpus": gpus, "nodes": nodes,
-                  "options": parse_assignments(launcher_options)},
-        automl={"enabled": automl, "max_trials": trials, "max_concurrent": concurrency,
-                "sampler": sampler, "pruner": pruner, "max_epochs": max_epochs, "seed": seed,
-                "parameters": params, "storage": storage},
-    )
+    options = {
+        "data": data, "actions": actions, "sets": sets, "ptm": ptm, "store": store,
+        "launcher": {"name": launcher, "emulate": emulate, "gpus": gpus, "nodes": nodes,
+                     "options": parse_assignments(launcher_options)},
+        "automl": {"enabled": automl, "max_trials": trials, "max_concurrent": concurrency,
+                   "sampler": sampler, "pruner": pruner, "max_epochs": max_epochs, "seed": seed,
+                   "parameters": params, "storage": storage},
+    }
     if dry_run:
         from flows.dry_run import print_dry_run
 
-        print_dry_run(model, parameters, console)
+        print_dry_run(model, build_parameters(model, **options), console)
         return
+    steps = preflight_command(model, **options)
+    from flows.cli_runtime import quiet_prefect_console, run_guarded, start_prefect
+
+    start_prefect(console, _flow_module(model))
+    parameters = build_parameters(model, **options)
     from flows.live import run_with_live_display
 
-    run_with_live_display(model, parameters, console)
+    quiet_prefect_console()
+    run_guarded(lambda: run_with_live_display(model, parameters, console, steps=steps))
+
+
+def preflight_command(model: str, *, data: list[str], actions: str | None, sets: list[str], ptm: str | None,
+                      store: str | None, launcher: dict[str, Any], automl: dict[str, Any]) -> list[str]:
+    """Everything a run needs, checked on the CPU before Prefect is imported or a server started: datasets,
+    every planned spec, the store (reachable, writable), the launcher (TAO or the emulator, docker daemon,
+    Kubernetes configuration, credentials, images). Every problem at once, each once; returns the plan's
+    step names (the live board's rows)."""
+    from flows.parameters import PipelineParameters  # pydantic only: no Prefect import
+    from taoflow.checks import check_pipeline
+    from taoflow.skill import load_skill
+
+    skill = load_skill(model)
+    try:
+        generic = PipelineParameters(
+            datasets=parse_data(data),
+            actions=[a.strip() for a in actions.split(",") if a.strip()] if actions else None,
+            overrides=parse_sets(sets, list(skill.actions)), pretrained_model=ptm, store=store,
+            launcher=launcher, automl=automl,
+        )
+    except ValidationError as exc:
+        raise UserError("invalid options", [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        ]) from None
+    try:
+        plan = check_pipeline(skill, generic.to_request(model), generic.launcher.name, generic.launcher.options)
+    except UserError as exc:
+        exc.hint = (f"`taoflow sample-data {model} DIR` writes a valid dataset of every role; "
+                    f"`taoflow run {model} ... --dry-run` prints the plan and every spec")
+        raise
+    return [step.name for step in plan.steps]
+
+
+def _flow_module(model: str) -> str | None:
+    from flows import MODEL_FLOWS
+
+    return MODEL_FLOWS[model][0] if model in MODEL_FLOWS else None
 
 
 def build_parameters(model: str, *, data: list[str], actions: str | None, sets: list[str], ptm: str | None,
@@ -141,28 +184,38 @@ def tune_command(
     gpus: int = typer.Option(1, "--gpus"),
 ) -> None:
     """Run an AutoML sweep (train only) with a live trials table; prints the best trial."""
+    from taoflow.skill import PIPELINE_ORDER, load_skill
+
+    skill = load_skill(model)
+    upto = [a for a in PIPELINE_ORDER[: PIPELINE_ORDER.index("train") + 1] if a in skill.actions]
+    options = {
+        "data": data, "sets": sets, "ptm": ptm, "store": store,
+        "launcher": {"name": launcher, "emulate": emulate, "gpus": gpus},
+        "automl": {"enabled": True, "max_trials": trials, "max_concurrent": concurrency, "sampler": sampler,
+                   "pruner": pruner, "max_epochs": max_epochs, "seed": seed, "parameters": params,
+                   "storage": storage},
+    }
+    preflight_command(model, actions=",".join(upto), **options)
+    from flows.cli_runtime import quiet_prefect_console, run_guarded, start_prefect
+
+    start_prefect(console, "flows.automl")
+    parameters = build_parameters(model, actions=None, **options)
     from flows.automl import tao_automl_sweep
     from flows.live import print_summary, run_with_trials_display
 
-    parameters = build_parameters(
-        model, data=data, actions=None, sets=sets, ptm=ptm, store=store,
-        launcher={"name": launcher, "emulate": emulate, "gpus": gpus},
-        automl={"enabled": True, "max_trials": trials, "max_concurrent": concurrency, "sampler": sampler,
-                "pruner": pruner, "max_epochs": max_epochs, "seed": seed, "parameters": params,
-                "storage": storage},
-    )
-    from taoflow.skill import load_skill
-
-    summary, rows = run_with_trials_display(lambda: tao_automl_sweep(model, parameters), console)
+    quiet_prefect_console()
+    summary, rows = run_guarded(lambda: run_with_trials_display(lambda: tao_automl_sweep(model, parameters),
+                                                                console))
     print_summary(summary, console)
-    automl = load_skill(model).automl
+    automl = skill.automl
     complete = [r for r in rows if r["state"] == "COMPLETE" and r.get("value") is not None]
     if complete:
         pick = max if automl.direction == "maximize" else min
         best = pick(complete, key=lambda r: r["value"])
         console.print(f"best trial {best['number']}: {automl.metric} = {best['value']:.4g} "
                       f"({automl.direction}), {sum(int(r.get('gpu_epochs') or 0) for r in rows)} GPU-epochs "
-                      f"in all\n  params: {best['params']}\n  results: {best['results_uri']}")
+                      f"in all\n  params: {best['params']}", highlight=False)
+        console.print(f"  results: {best['results_uri']}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("demo")
@@ -176,12 +229,48 @@ def demo_command(
     run_demo(model, directory, console)
 
 
+server_app = typer.Typer(help="The local Prefect server taoflow starts once and reuses (see README).",
+                         no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status_command() -> None:
+    """Whether the local Prefect server runs, its URL (API and UI), its home and its log."""
+    from flows.server import status_lines
+
+    for line in status_lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@server_app.command("start")
+def server_start_command() -> None:
+    """Start the local Prefect server now (run, tune and demo start it when they need it)."""
+    from flows.server import ensure_server, log_path
+
+    url = ensure_server(lambda message: console.print(message, markup=False, highlight=False))
+    console.print(f"local Prefect server: {url} (UI {url.removesuffix('/api')}); log {log_path()}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+@server_app.command("stop")
+def server_stop_command() -> None:
+    """Stop the local Prefect server (its runs stay in its database; the next command starts it again)."""
+    from flows.server import stop_server
+
+    pids = stop_server()
+    console.print(f"stopped the local Prefect server (pid {', '.join(map(str, pids))})" if pids
+                  else "the local Prefect server was not running", highlight=False)
+
+
 def main() -> None:
     import taoflow.cli
 
     taoflow.cli._register()
-    # Keep the terminal for tao-flows' own display: Prefect logs warnings only, and the embedded server
-    # sends no telemetry (its heartbeat races the SQLite database on a first start).
+    # Keep the terminal for tao-flows' own display: Prefect logs warnings only (to the command log, see
+    # flows/cli_runtime.py), and never starts an embedded server of its own: it would be orphaned whenever
+    # the command is killed (flows/server.py runs the shared one).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
     sys.exit(run_cli())

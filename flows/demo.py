@@ -41,23 +41,33 @@ def demo_parameters(model: str, data_dir: Path, store: str, **changes: Any) -> P
 
 
 def run_demo(model: str, directory: Path, console: Console) -> dict[str, Any]:
+    from flows.cli_runtime import quiet_prefect_console, run_guarded, start_prefect
     from flows.live import run_with_live_display
+    from taoflow.checks import check_pipeline
     from taoflow.skill import load_skill
 
-    load_skill(model)  # an unknown model fails here with the list of known ones
+    skill = load_skill(model)  # an unknown model fails here with the list of known ones
     directory = directory.resolve()
     data_dir = directory / "data" / model
     if not data_dir.exists():
-        write_sample_data(model, data_dir)
+        try:
+            write_sample_data(model, data_dir)
+        except OSError as exc:
+            from taoflow.errors import UserError
+            from taoflow.storage_errors import storage_problem
+
+            raise UserError(storage_problem(exc, str(directory), "demo folder", write=True, choose="--dir")
+                            or f"cannot write the sample data to {data_dir}: {exc}") from None
     console.print(f"[bold]tao-flows demo[/bold]: {model} on the TAO emulator (results are EMULATED)")
-    console.print(f"sample data: {data_dir}")
+    console.print(f"sample data: {data_dir}", markup=False, highlight=False, soft_wrap=True)
     params = demo_parameters(model, data_dir, str(directory / "store"))
-    summary = run_with_live_display(model, params, console)
-    console.print(f"\nResults under [bold]{directory / 'store'}[/bold]; model card: "
-                  f"[bold]{directory / 'store' / 'runs' / model / 'MODEL_CARD.md'}[/bold]")
-    console.print(
-        "Prefect UI: the runs are in Prefect's local database; start the UI with "
-        "[bold]prefect server start[/bold] and open http://127.0.0.1:4200 (flow runs, artifacts: "
-        f"{model}-model-card, {model}-kpis)."
-    )
+    plan = check_pipeline(skill, params.to_request(model), params.launcher.name)  # before any server starts
+    steps = [step.name for step in plan.steps]
+    api_url = start_prefect(console)
+    quiet_prefect_console()
+    summary = run_guarded(lambda: run_with_live_display(model, params, console, steps=steps))
+    ui = api_url.removesuffix("/api")
+    console.print(f"Prefect UI: {ui} (flow runs; artifacts {model}-model-card, {model}-kpis). The local "
+                  "server keeps running for the next command: `taoflow server status`, `taoflow server stop`.",
+                  markup=False, highlight=False, soft_wrap=True)
     return summary

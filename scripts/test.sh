@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of README.md: creates .venv, installs tao-flows with its test extras plus
-# TAO Core 7.3.0 (without its heavy dependencies; only the spec-conformance tests import it), runs pytest.
+# TAO Core 7.3.0 (without its heavy dependencies; only the spec-conformance tests import it) at the versions
+# of constraints.txt, runs ruff, then pytest (tests/test_install.py checks the venv matches the constraints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
@@ -12,9 +13,10 @@ install() {  # quiet unless it fails
     exit 1
   fi
 }
-install -e '.[test]'
-install omegaconf requests
-install --no-deps nvidia-tao-core==7.3.0
+# Exactly the versions in constraints.txt (the set CI tests; README's install uses it too).
+install -c constraints.txt -e '.[test]'
+install -c constraints.txt omegaconf requests
+install -c constraints.txt --no-deps nvidia-tao-core==7.3.0
 ruff check --quiet . || { echo "ruff found problems (see above)" >&2; exit 1; }
 set +e
 python -m pytest -q -p no:cacheprovider "$@"

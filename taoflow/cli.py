@@ -9,6 +9,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from taoflow.errors import UserError
 
@@ -34,26 +35,35 @@ def _register() -> None:
 
 
 def run_cli(argv: list[str] | None = None) -> int:
-    """Run the app; returns the exit code (0 fine, 2 user error)."""
+    """Run the app; returns the exit code (0 fine, 2 user or usage error, 1 a run that failed)."""
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
-        stderr.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
-        return 2
+        print_error(exc)
+        return int(getattr(exc, "exit_code", 2))
     except typer.Exit as exc:
         return exc.exit_code
-    except SystemExit as exc:  # click's own usage errors
+    except (typer.Abort, KeyboardInterrupt):
+        stderr.print("aborted", highlight=False)
+        return 130
+    except TyperException as exc:  # typer's own click (typer ≥ 0.29 vendors it): unknown option, command, ...
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            stderr.print(f"Error: {escape(str(exc))}", highlight=False)
+        return int(getattr(exc, "exit_code", 2) or 2)
+    except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # click.UsageError and friends
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
     return 0
+
+
+def print_error(exc: UserError) -> None:
+    """`error: MESSAGE`, one `  - problem` line each, then `hint: ...` when the error has one."""
+    stderr.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        stderr.print(f"[dim]hint:[/dim] {escape(hint)}", markup=True, highlight=False)
 
 
 def main() -> None:

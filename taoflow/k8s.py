@@ -9,7 +9,7 @@ What they do better than NVIDIA's multi-node Job (../shared/reference/tao-core-n
 - `activeDeadlineSeconds`, `ttlSecondsAfterFinished`, `backoffLimit: 0` (retries belong to the flow, which
   resumes from the newest checkpoint; Kubernetes restarting a pod would not update the resume path);
 - credentials only as `secretKeyRef`/`envFrom` references to a Secret, never values; the encryption key
-  reaches TAO through the pod runner, which appends `key=$VAR` from its environment (see below);
+  reaches TAO as that env var, which the pod runner's spec names as `${oc.env:VAR}` (never on argv);
 - the pod runs `python -m taoflow.launchers.local /run/taoflow/run.json`, which stages inputs, runs TAO and
   uploads checkpoints as they appear, so a dead pod loses at most one checkpoint interval.
 

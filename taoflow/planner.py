@@ -26,7 +26,7 @@ from taoflow import resolver
 from taoflow.dotted import set_dotted
 from taoflow.errors import UserError
 from taoflow.runs import ActionResult, ActionRun, canonical_json, compute_run_key
-from taoflow.skill import PIPELINE_ORDER, Skill
+from taoflow.skill import DATASET_ROLES, PIPELINE_ORDER, Skill
 from taoflow.spec import build_spec
 from taoflow.store import ArtifactStore
 from taoflow.validate import validate_spec
@@ -161,15 +161,21 @@ def step_overrides(request: PipelineRequest, step: PlannedStep, skill: Skill) ->
 
 
 def preflight(skill: Skill, request: PipelineRequest, plan: Plan, store: ArtifactStore) -> dict[str, dict]:
-    """Render and validate every planned spec before anything runs; all problems at once."""
+    """Render and validate every planned spec before anything runs; all problems at once, each once (a
+    problem several steps share is one line naming those steps)."""
     from taoflow.datasets import preflight_dataset
 
-    problems: list[str] = []
-    for role, uri in request.data.items():
+    problems: dict[str, list[str]] = {}  # problem → the steps it concerns (none: the whole pipeline)
+    unknown = [role for role in request.data if role not in DATASET_ROLES]
+    if unknown:  # said once here, not again by every step's spec
+        problems[f"unknown dataset role(s) {', '.join(unknown)}; roles are {', '.join(DATASET_ROLES)}"] = []
+    data = {role: uri for role, uri in request.data.items() if role not in unknown}
+    for role, uri in data.items():
         try:
             preflight_dataset(skill.name, role, uri)
         except UserError as exc:
-            problems.extend(_problem_lines(exc))
+            for line in _problem_lines(exc):
+                problems.setdefault(line, [])
     upstream = _placeholder_upstream(skill, plan, store)
     specs: dict[str, dict] = {}
     for step in plan.steps:
@@ -183,17 +189,20 @@ def preflight(skill: Skill, request: PipelineRequest, plan: Plan, store: Artifac
         )
         try:
             spec = build_spec(
-                skill, step.action, data=request.data, handoffs=handoffs,
+                skill, step.action, data=data, handoffs=handoffs,
                 overrides=step_overrides(request, step, skill), upstream=upstream, role=step.role,
             )
         except UserError as exc:
-            problems.extend(_problem_lines(exc, prefix=f"{step.name}: "))
+            for line in _problem_lines(exc):
+                problems.setdefault(line, []).append(step.name)
             continue
         for problem in validate_spec(skill, step.action, spec, complete=True, force=request.force):
-            problems.append(f"{step.name}: {problem}")
+            problems.setdefault(problem, []).append(step.name)
         specs[step.name] = spec
     if problems:
-        raise UserError(f"the {skill.name} pipeline is not valid; nothing was started", problems)
+        raise UserError(f"the {skill.name} pipeline is not valid; nothing was started", [
+            f"{', '.join(steps)}: {problem}" if steps else problem for problem, steps in problems.items()
+        ])
     return specs
 
 

@@ -64,8 +64,9 @@ class ActionRun:
     extract: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     # Spec keys whose values are secrets (encryption_key), mapped to the environment variable that holds
-    # them. They are never written into the spec file; the launcher appends `key=value` to the TAO argv
-    # at launch (Kubernetes: `key=$(VAR)` with VAR from a Secret) and masks the value in every log line.
+    # them. Neither the value nor `key=value` ever reaches a spec file or TAO's argv: the spec TAO reads says
+    # `${oc.env:VAR}` and VAR reaches the process by environment (docker: container env; Kubernetes: a
+    # Secret-backed env var); the value is masked in every log line.
     secret_overrides: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None
     # Whether the TAO emulator runs it. The planner resolves it (planner.resolve_emulate) before the run key

@@ -21,6 +21,8 @@ import json
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,14 @@ from typing import Any
 import fsspec
 
 from taoflow.runs import ActionResult, canonical_json
+from taoflow.storage_errors import is_transient
 
 DEFAULT_ROOT = "./.taoflow"
+# Transient S3 failures during a run: retried with backoff 1, 2, 4, 8, 16 s (31 s in all) before they count as
+# an infrastructure failure of the action (which the flow retries in turn, resuming).
+TRANSIENT_RETRIES = int(os.environ.get("TAOFLOW_STORE_RETRIES", "5"))
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 16.0
 RESULT_FILE = "result.json"
 
 
@@ -94,7 +102,10 @@ def _to_time(value: Any) -> float | None:
 class ArtifactStore:
     """The artifact store rooted at `root` (default `$TAOFLOW_STORE`, else `./.taoflow`)."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None):
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, retries: int = TRANSIENT_RETRIES,
+                 on_retry: Callable[[BaseException, int, float], None] | None = None):
+        self.retries = retries
+        self.on_retry = on_retry
         raw = str(root) if root is not None else (os.environ.get("TAOFLOW_STORE") or DEFAULT_ROOT)
         if raw.startswith(("s3://", "s3a://")):
             self.protocol = "s3"
@@ -150,17 +161,33 @@ class ArtifactStore:
         if not self.is_local:
             self.fs.invalidate_cache(path)
 
+    def _io(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a storage operation; a transient S3 failure (endpoint unreachable for a moment, throttling,
+        5xx) is retried with exponential backoff — `retries` times — before it is raised."""
+        delay = RETRY_FIRST_DELAY
+        for attempt in range(1, self.retries + 2):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if self.is_local or attempt > self.retries or not is_transient(exc):
+                    raise
+                if self.on_retry is not None:
+                    self.on_retry(exc, attempt, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+        raise AssertionError("unreachable")
+
     # ----------------------------------------------------------------- reads
     def exists(self, uri: str) -> bool:
         path = self._path(uri)
         self._invalidate(path)
-        return bool(self.fs.exists(path))
+        return bool(self._io(self.fs.exists, path))
 
     def read_bytes(self, uri: str) -> bytes:
         """The object's content; FileNotFoundError when it does not exist."""
         path = self._path(uri)
         self._invalidate(path)
-        return self.fs.cat_file(path)
+        return self._io(self.fs.cat_file, path)
 
     def read_text(self, uri: str) -> str:
         return self.read_bytes(uri).decode("utf-8")
@@ -188,7 +215,7 @@ class ArtifactStore:
                     os.unlink(tmp)
                 raise
         else:
-            self.fs.pipe_file(path, data)  # one PUT: S3 never exposes a partial object
+            self._io(self.fs.pipe_file, path, data)  # one PUT: S3 never exposes a partial object
             self._invalidate(path)
 
     def write_text_atomic(self, uri: str, text: str) -> None:
@@ -196,6 +223,15 @@ class ArtifactStore:
 
     def write_json_atomic(self, uri: str, value: Any) -> None:
         self.write_text_atomic(uri, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+    def remove(self, uri: str) -> None:
+        """Delete one object (a missing one is fine)."""
+        path = self._path(uri)
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+        self._invalidate(path)
 
     # ----------------------------------------------------------------- results records
     def write_result(self, results_uri: str, result: ActionResult) -> str:
@@ -221,8 +257,10 @@ class ArtifactStore:
         base = self._path(uri)
         self._invalidate(base)
         try:
-            found = self.fs.find(base, withdirs=include_dirs, detail=True)
-        except FileNotFoundError:
+            found = self._io(self.fs.find, base, withdirs=include_dirs, detail=True)
+        except FileNotFoundError as exc:
+            if not self.is_local and "bucket" in str(exc).lower():
+                raise  # a missing bucket is not an empty folder
             return []
         entries = []
         prefix = base.rstrip("/") + "/"
@@ -256,7 +294,7 @@ class ArtifactStore:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             shutil.copyfile(os.fspath(local), path)
         else:
-            self.fs.put_file(os.fspath(local), path)
+            self._io(self.fs.put_file, os.fspath(local), path)
             self._invalidate(path)
         return uri
 
@@ -292,7 +330,7 @@ class ArtifactStore:
                     os.unlink(dest)
                 os.symlink(link_to, dest)
         elif lpaths:
-            self.fs.put(lpaths, rpaths)  # s3fs uploads a list concurrently
+            self._io(self.fs.put, lpaths, rpaths)  # s3fs uploads a list concurrently
             self._invalidate(self._path(uri))
         return [self._uri(p) for p in rpaths] + [t for _, t in links]
 
@@ -301,12 +339,12 @@ class ArtifactStore:
         dest = Path(local)
         path = self._path(uri)
         self._invalidate(path)
-        if self.fs.isfile(path):
+        if self._io(self.fs.isfile, path):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            self.fs.get_file(path, str(dest))
+            self._io(self.fs.get_file, path, str(dest))
             return dest
         files = self.list_files(uri, include_dirs=False)
-        if not files and not self.fs.isdir(path):
+        if not files and not self._io(self.fs.isdir, path):
             raise FileNotFoundError(uri)
         lpaths = []
         for entry in files:
@@ -314,7 +352,7 @@ class ArtifactStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             lpaths.append(str(target))
         if files:
-            self.fs.get([self._path(e.uri) for e in files], lpaths)
+            self._io(self.fs.get, [self._path(e.uri) for e in files], lpaths)
         dest.mkdir(parents=True, exist_ok=True)
         return dest
 
@@ -328,7 +366,7 @@ class ArtifactStore:
         as a content digest without downloading the object)."""
         path = self._path(uri)
         self._invalidate(path)
-        if self.fs.isfile(path):
+        if self._io(self.fs.isfile, path):
             return self._file_digest(path, self.fs.info(path))
         files = self.list_files(uri, include_dirs=False)
         if not files:

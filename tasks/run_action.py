@@ -24,8 +24,10 @@ from taoflow.launchers.base import EpochProgress, Finished, LogLine
 from taoflow.planner import refresh_resume
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import load_skill
+from taoflow.storage_errors import is_transient
 from taoflow.store import ArtifactStore
 from tasks.cache import cached_or_launched
+from tasks.notices import announce_retry
 from tasks.progress import publish
 
 DEFAULT_RETRIES = 3
@@ -40,8 +42,9 @@ class ActionFailed(RuntimeError):
 
 
 def retry_on_infra_failure(task, task_run, state) -> bool:
-    """Prefect retry condition (must be a plain function, see prefect-notes.md)."""
-    return isinstance(state.data, InfraFailure)
+    """Prefect retry condition (must be a plain function, see prefect-notes.md). A storage failure that
+    outlasted the store's own retries (taoflow.storage_errors.is_transient) is an infrastructure failure too."""
+    return isinstance(state.data, InfraFailure) or (isinstance(state.data, Exception) and is_transient(state.data))
 
 
 @task(
@@ -73,7 +76,10 @@ def run_action(run: ActionRun, store_root: str, launcher: str = "local",
     detail = f"{run.model} {run.action} failed ({result.failure_class}): {result.message or ''}".strip()
     if result.remedy:
         detail += f"\nRemedy: {result.remedy}"
+    if result.products.get("log"):
+        detail += f"\nLog: {result.products['log']}"
     if result.failure_class == "infra":
+        announce_retry(run, result)
         raise InfraFailure(detail)
     raise ActionFailed(detail)
 

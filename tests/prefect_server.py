@@ -7,6 +7,7 @@ Much faster than Prefect's test harness (see shared/reference/prefect-notes.md):
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +39,7 @@ class PrefectServer:
             "PREFECT_LOGGING_LEVEL": "WARNING",
         }
 
-    def start(self, timeout: float = 90.0) -> None:
+    def start(self, timeout: float = 300.0) -> None:
         env = {**os.environ, **self.env()}
         env.pop("PREFECT_API_URL", None)  # the server itself must not point at an API
         log = open(self.home / "server.log", "wb")
@@ -50,6 +51,7 @@ class PrefectServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"prefect server exited: {(self.home / 'server.log').read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.api_url + "/health", timeout=1) as resp:
@@ -57,12 +59,38 @@ class PrefectServer:
                         return
             except OSError:
                 time.sleep(0.3)
-        raise RuntimeError("prefect server did not become healthy in time")
+        self.stop()
+        raise RuntimeError(f"prefect server did not become healthy in {timeout:.0f} s; log: {self.home / 'server.log'}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        """Stop the server's whole process group (SIGTERM, then SIGKILL): nothing of it outlives the session."""
+        if self.process is None:
+            return
+        stop_group(self.process)
+
+
+def stop_group(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM a process group started with start_new_session, SIGKILL it after `grace`, reap the leader."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(grace)
+            if not _group_alive(process.pid):
+                break
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from taoflow.datasets import write_sample_data
 from taoflow.errors import UserError
@@ -90,22 +91,21 @@ def test_sigkill_at_epoch_5_then_resume_matches_an_uninterrupted_run(samples, tm
         assert a == b
 
 
-def test_secrets_reach_tao_as_overrides_and_never_the_disk(samples, tmp_path, monkeypatch):
+def test_secrets_reach_tao_by_environment_and_never_argv_or_the_disk(samples, tmp_path, monkeypatch):
     secret = "tlt-encode-s3cr3t-value"
     monkeypatch.setenv("MY_TAO_KEY", secret)
     results = tmp_path / "train"
     spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 1})
-    result, events = launch(make_run("rtdetr", "train", spec, results,
-                                     secret_overrides={"encryption_key": "MY_TAO_KEY"}))
+    result, _ = launch(make_run("rtdetr", "train", spec, results,
+                                secret_overrides={"encryption_key": "MY_TAO_KEY"}))
     ok(result)
-    logs = [e.text for e in events if isinstance(e, LogLine)]
-    assert any("encryption_key" in line for line in logs)
     for path in results.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), path
     assert secret not in json.dumps(result.to_dict())
     header = (results / "logs" / "train.log").read_text().splitlines()[0]
-    assert "encryption_key=****" in header
+    assert "argv:" in header and "encryption_key" not in header, "the key is not on TAO's command line"
+    assert yaml.safe_load((results / "spec.yaml").read_text())["encryption_key"] == "${oc.env:MY_TAO_KEY}"
 
 
 def test_events_are_typed_and_end_with_finished(samples, tmp_path):
@@ -402,7 +402,7 @@ def test_explicit_stage_and_extract(samples, tmp_path):
 
 FAKE_TAO = '''#!{python}
 """Stands in for TAO's `rtdetr` console script (TAO cannot be installed here): writes what TAO writes."""
-import json, os, sys
+import json, os, re, sys
 import yaml
 action, spec_path, overrides = sys.argv[1], sys.argv[3], sys.argv[4:]
 spec = yaml.safe_load(open(spec_path))
@@ -414,13 +414,16 @@ with open(os.path.join(out, "status.json"), "a") as fh:
                  {{"status": "SUCCESS", "message": "Train finished successfully."}}):
         fh.write(json.dumps(line) + "\\n")
 open(os.path.join(out, "model_epoch_000_step_00001.pth"), "wb").write(b"weights")
-print("real TAO", action, "overrides:", " ".join(overrides))
+env_ref = re.fullmatch(r"\\$\\{{oc\\.env:(\\w+)\\}}", spec.get("encryption_key") or "")  # OmegaConf's oc.env
+key = os.environ[env_ref.group(1)] if env_ref else spec.get("encryption_key")
+print("real TAO", action, "overrides:", " ".join(overrides), "encryption_key:", key)
 '''
 
 
 def test_real_tao_is_used_when_its_entry_point_is_installed(samples, tmp_path, monkeypatch):
     """A fake `rtdetr` executable on PATH stands in for TAO's console script (TAO cannot be installed here):
-    without `emulate`, the launcher runs it with the spec path and the secret override, and reads the
+    without `emulate`, the launcher runs it with the spec path (whose key names the secret's variable, which
+    the process resolves from its environment; the value is masked in the log), and reads the
     status.json and checkpoint TAO writes under `<results_dir>/train/`."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -437,7 +440,7 @@ def test_real_tao_is_used_when_its_entry_point_is_installed(samples, tmp_path, m
     ok(result)
     assert result.emulated is False and result.kpis_final == {"val_mAP": 0.5}
     assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [0]
-    assert "real TAO train overrides: encryption_key=****" in [e.text for e in events if isinstance(e, LogLine)]
+    assert "real TAO train overrides:  encryption_key: ****" in [e.text for e in events if isinstance(e, LogLine)]
     assert result.products["checkpoint"].endswith("train/train/model_epoch_000_step_00001.pth")
     monkeypatch.setenv("PATH", "/usr/bin")
     with pytest.raises(UserError, match="not installed"):

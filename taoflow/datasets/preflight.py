@@ -163,13 +163,17 @@ def _describe(exc: BaseException) -> str:
 
 def _preflight_remote(model: str, role: str, uri: str, layout: str) -> str:
     """One recursive listing; every required entry (first alternative of each) must match something."""
-    import fsspec
+    from taoflow.storage_errors import storage_problem
+    from taoflow.store import ArtifactStore
 
-    fs, path = fsspec.core.url_to_fs(uri)
     try:
-        names = [n[len(path.rstrip("/")) + 1:] for n in fs.find(path, withdirs=False)]
-    except (OSError, ValueError) as exc:
-        raise UserError(f"dataset '{role}' for {model}: cannot list {uri} ({exc})") from None
+        store = ArtifactStore(uri, retries=0)  # the store's S3 settings (endpoint, region, profile); no waiting
+        names = [entry.path for entry in store.list_files(uri, include_dirs=False)]
+    except Exception as exc:
+        problem = storage_problem(exc, uri, f"dataset '{role}' of {model}")
+        if problem is None:
+            raise UserError(f"dataset '{role}' for {model}: cannot list {uri} ({exc})") from None
+        raise UserError(problem) from None
     if not names:
         raise UserError(f"dataset '{role}' for {model}: {uri} is empty or missing (expected {layout})")
     missing = []

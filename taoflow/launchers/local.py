@@ -3,8 +3,9 @@ emulator — and `python -m taoflow.launchers.local RUN_JSON`, which does the sa
 work-pool worker and stores `result.json` beside the results.
 
 What it takes care of, so the tasks above it never do:
-- argv lists only; the spec is written without secrets, and `key=value` for `secret_overrides` is appended at
-  launch from the environment and masked in every log line;
+- argv lists only; secrets never reach argv or a file: a `secret_overrides` key is written into the spec as
+  `${oc.env:VAR}` (resolved by TAO's OmegaConf loader) and VAR reaches the process by environment; the value
+  is still masked in every log line;
 - inputs staged from the store (remote URIs downloaded, archives extracted safely when the skill needs a
   directory); remote results (s3://) run in a local work folder and checkpoints are uploaded as they appear;
 - its own process group (`start_new_session`), so cancel and timeout reach every child (SIGTERM, then SIGKILL
@@ -23,6 +24,7 @@ import importlib.util
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +41,7 @@ import yaml
 from taoflow.dotted import delete_dotted, get_dotted, set_dotted
 from taoflow.errors import UserError
 from taoflow.launchers.base import Event, Finished, LogLine
+from taoflow.processes import alive as _alive
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Action, Skill, load_skill
 from taoflow.status import (
@@ -52,6 +55,7 @@ from taoflow.status import (
     status_paths,
     terminal_status,
 )
+from taoflow.storage_errors import is_transient
 
 PID_FILE = ".taoflow_run.json"
 SPEC_FILE = "spec.yaml"
@@ -60,6 +64,7 @@ MASK = "****"
 # status.json (progress for whoever follows the run from the store: the Kubernetes and work-pool launchers).
 LIVE_UPLOAD_GLOB = ("*.pth", "*.pt", "*.ckpt", "status.json")
 LOG_TAIL_LINES = 4000
+STORE_OUTAGE_SECONDS = float(os.environ.get("TAOFLOW_STORE_OUTAGE_SECONDS", "600"))
 
 
 def taoflow_home() -> Path:
@@ -89,6 +94,32 @@ def _map_strings(value: Any, fn) -> Any:
     if isinstance(value, list):
         return [_map_strings(v, fn) for v in value]
     return fn(value) if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------------------- secrets
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_reference(var: str) -> str:
+    """An OmegaConf env interpolation: TAO's Hydra loader resolves it from the process environment when the
+    key is read (OmegaConf's built-in `oc.env` resolver; tests/test_secrets.py checks it with OmegaConf), so
+    the secret never appears in the spec file or on the command line (which every local user can read in `ps`)."""
+    if not ENV_NAME.match(var):
+        raise UserError(f"{var!r} is not an environment variable name (secret variables must match "
+                        f"{ENV_NAME.pattern})")
+    return "${oc.env:" + var + "}"
+
+
+def secret_environment(run: ActionRun) -> dict[str, str]:
+    """The secret variables the run names (`secret_overrides`), with their values, from the run's env or
+    this process's; a variable that is not set is left out (TAO's key then keeps its default)."""
+    out = {}
+    for var in run.secret_overrides.values():
+        value = run.env.get(var) if var in run.env else os.environ.get(var)
+        if value:
+            out[var] = value
+    return out
 
 
 # --------------------------------------------------------------------------------------- entry point
@@ -136,6 +167,7 @@ class LocalHandle:
     done: threading.Event = field(default_factory=threading.Event)
     result_value: ActionResult | None = None
     uploaded: dict[str, tuple[int, float]] = field(default_factory=dict)
+    store_failing_since: float | None = None
     threads: list[threading.Thread] = field(default_factory=list)
 
 
@@ -167,19 +199,17 @@ class LocalLauncher:
         if remote:
             spec = self._localise_results(run, spec, results_dir)
         spec = self._stage(run, spec, action, workdir)
-        for key in run.secret_overrides:
+        secret_env = secret_environment(run)
+        for key, var in run.secret_overrides.items():
             delete_dotted(spec, key)
+            if var in secret_env:
+                set_dotted(spec, key, env_reference(var))  # the name, never the value
         spec_path = results_dir / SPEC_FILE
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
         argv, emulated = build_argv(skill, action, run, spec_path)
-        secrets = []
-        for key, var in run.secret_overrides.items():
-            value = run.env.get(var) if var in run.env else os.environ.get(var)
-            if value:
-                argv.append(f"{key}={value}")
-                secrets.append(value)
-        env = {**os.environ, **run.env}
+        secrets = list(secret_env.values())
+        env = {**os.environ, **run.env, **secret_env}
         env.setdefault("PYTHONUNBUFFERED", "1")
 
         rank = node_rank()
@@ -364,7 +394,7 @@ class LocalLauncher:
                         self._remember(handle, line)
                         handle.events_q.put(LogLine(line))
                 if is_remote(handle.run.results_uri):
-                    self._upload_live_files(handle)
+                    self._upload_live_files_or_wait(handle)
                 self._enforce_deadlines(handle)
                 if exit_code is not None or (handle.attached and not _alive(handle.pid)):
                     break
@@ -381,9 +411,12 @@ class LocalLauncher:
                     handle.events_q.put(LogLine(line))
             result = self._finish(handle, exit_code)
         except Exception as exc:
+            # Nobody would record what TAO does from here on: stop it (its checkpoints stay; the retry resumes).
+            self._stop_process(handle)
             result = ActionResult(model=handle.run.model, action=handle.run.action, run_key=handle.run.run_key,
                                   status="FAILURE", results_uri=handle.run.results_uri, failure_class="infra",
-                                  remedy="The launcher failed while following the run; retried.",
+                                  remedy="The launcher failed while following the run, so it stopped TAO; the "
+                                  "action is retried from the newest checkpoint.",
                                   message=f"launcher error: {exc}", emulated=handle.emulated)
         handle.result_value = result
         handle.events_q.put(Finished(result.status, result.message or "", result.failure_class, result.remedy))
@@ -415,6 +448,44 @@ class LocalLauncher:
             os.killpg(handle.pid, sig)  # the process leads its own session/group
         except (ProcessLookupError, PermissionError):
             pass
+
+    def _upload_live_files_or_wait(self, handle: LocalHandle) -> None:
+        """Live uploads while the store answers; while it does not (a transient failure), files stay local and
+        go up at the next poll that succeeds — for at most STORE_OUTAGE_SECONDS, then the run is failed (infra)."""
+        try:
+            self._upload_live_files(handle)
+            handle.store_failing_since = None
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            now = time.time()
+            if handle.store_failing_since is None:
+                handle.store_failing_since = now
+                self._note(handle, f"taoflow: the store does not answer ({exc}); files stay local and are "
+                                   "uploaded when it does")
+            elif now - handle.store_failing_since > STORE_OUTAGE_SECONDS:
+                raise RuntimeError(f"the store did not answer for {STORE_OUTAGE_SECONDS:g} s ({exc})") from exc
+
+    def _note(self, handle: LocalHandle, line: str) -> None:
+        self._append_log(handle, line)
+        self._remember(handle, line)
+        handle.events_q.put(LogLine(line))
+
+    def _stop_process(self, handle: LocalHandle) -> None:
+        """SIGTERM TAO's process group, SIGKILL after the grace period; returns once it is gone."""
+        def running() -> bool:
+            return handle.proc.poll() is None if handle.proc is not None else _alive(handle.pid)
+
+        if not running():
+            return
+        self._signal(handle, signal.SIGTERM)
+        deadline = time.time() + self.grace_seconds
+        while running() and time.time() < deadline:
+            time.sleep(0.1)
+        if running():
+            self._signal(handle, signal.SIGKILL)
+            if handle.proc is not None:
+                handle.proc.wait()
 
     def _upload_live_files(self, handle: LocalHandle) -> None:
         store = _store_for(handle.run.results_uri)
@@ -539,22 +610,6 @@ def node_rank() -> int:
         return int(os.environ.get("NODE_RANK") or 0)
     except ValueError:
         return 0
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _shell_code(code: int | None) -> int | None:
