@@ -182,7 +182,7 @@ def preflight(skill: Skill, request: PipelineRequest, plan: Plan, store: Artifac
         action = skill.actions[step.action]
         image_problem = skill.image_problem(step.action)  # an image known not to contain the action
         if image_problem:
-            problems.append(f"{step.name}: {image_problem}")
+            problems.setdefault(image_problem, []).append(step.name)
         handoffs = handoff_values(
             skill, step.action, ptm=request.ptm, results_uri=upstream[step.action],
             parent_uri=f"<{action.parent} model>" if action.parent else None, resume=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -40,9 +41,29 @@ def _command_lines() -> dict[int, bytes]:
     return lines
 
 
+# Runs TAO's argv unchanged after stopping itself, so the command line can be read while the process is
+# alive whatever the machine's load (a SIGSTOP sent after Popen returns can come after a fast run ended).
+_STOP_THEN_RUN = (
+    "import os, runpy, signal, sys; os.kill(os.getpid(), signal.SIGSTOP); "
+    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+
+
+def _wait_until_stopped(pid: int, timeout: float = 120.0) -> None:
+    """Until the process reports state T (it stopped itself); gated on that state, the bound only catches a hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] in ("T", "t"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never stopped itself")
+
+
 class ScanOnStart:
-    """Wraps the launcher's Popen: as soon as a TAO (emulator) process has started, it is stopped
-    (SIGSTOP: alive, so its argv is readable), every process's command line is read, and it continues."""
+    """Wraps the launcher's Popen: a TAO (emulator) process stops itself right after it starts (before the
+    emulator runs: alive, so its argv is readable), every process's command line is read, and it continues.
+    Its argv is TAO's argv behind a `python -c` prefix that stops the process and then runs the module."""
 
     def __init__(self) -> None:
         self.scans: list[dict[int, bytes]] = []
@@ -50,14 +71,16 @@ class ScanOnStart:
         self.real = subprocess.Popen
 
     def __call__(self, argv, *args, **kwargs):
-        proc = self.real(argv, *args, **kwargs)
-        if "taoflow.emulator" in argv:
-            os.killpg(proc.pid, signal.SIGSTOP)
-            try:
-                self.scans.append(_command_lines())
-                self.environ.append(Path(f"/proc/{proc.pid}/environ").read_bytes())
-            finally:
-                os.killpg(proc.pid, signal.SIGCONT)
+        if "taoflow.emulator" not in argv:
+            return self.real(argv, *args, **kwargs)
+        module = argv.index("-m")
+        proc = self.real([argv[0], "-c", _STOP_THEN_RUN, *argv[module + 1:]], *args, **kwargs)
+        _wait_until_stopped(proc.pid)
+        try:
+            self.scans.append(_command_lines())
+            self.environ.append(Path(f"/proc/{proc.pid}/environ").read_bytes())
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
         return proc
 
 
