@@ -13,12 +13,14 @@ What it takes care of, so the tasks above it never do:
   to it instead of starting TAO twice;
 - the ActionResult: status from the exit code and status.json's last line, failure class and remedy from the
   skill's error patterns, KPIs final/best, products, checkpoint manifest, GPU-seconds.
+
+Split by concept: staging (launchers/staging.py), supervision (this file), result reading
+(launchers/results.py), the in-pod runner (launchers/pod.py; `main` here keeps `-m taoflow.launchers.local`).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import os
@@ -36,25 +38,22 @@ from typing import Any
 
 import yaml
 
-from taoflow.dotted import delete_dotted, get_dotted, set_dotted
+from taoflow.dotted import delete_dotted
 from taoflow.errors import UserError
 from taoflow.launchers.base import Event, Finished, LogLine
+from taoflow.launchers.results import PID_FILE, SPEC_FILE, local_result, node_rank
+from taoflow.launchers.staging import (
+    is_remote,
+    local_of,
+    localise_results,
+    pull_history,
+    stage_inputs,
+    store_for,
+)
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Action, Skill, load_skill
-from taoflow.status import (
-    STATUS_FILE,
-    LineTailer,
-    StatusTailer,
-    classify_failure,
-    events_for,
-    final_and_best,
-    read_status,
-    status_paths,
-    terminal_status,
-)
+from taoflow.status import LineTailer, StatusTailer, events_for, status_paths
 
-PID_FILE = ".taoflow_run.json"
-SPEC_FILE = "spec.yaml"
 MASK = "****"
 # Uploaded to a remote store while the action runs: checkpoints (a lost pod loses at most one interval) and
 # status.json (progress for whoever follows the run from the store: the Kubernetes and work-pool launchers).
@@ -64,31 +63,6 @@ LOG_TAIL_LINES = 4000
 
 def taoflow_home() -> Path:
     return Path(os.environ.get("TAOFLOW_HOME") or Path.home() / ".taoflow")
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def local_of(uri: str) -> Path:
-    return Path(uri.removeprefix("file://")).absolute()
-
-
-def _store_for(uri: str):
-    from taoflow.store import ArtifactStore
-
-    if is_remote(uri):
-        scheme, rest = uri.split("://", 1)
-        return ArtifactStore(f"{scheme}://{rest.split('/', 1)[0]}")
-    return ArtifactStore(str(local_of(uri).parent))
-
-
-def _map_strings(value: Any, fn) -> Any:
-    if isinstance(value, dict):
-        return {k: _map_strings(v, fn) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_map_strings(v, fn) for v in value]
-    return fn(value) if isinstance(value, str) else value
 
 
 # --------------------------------------------------------------------------------------- entry point
@@ -161,12 +135,12 @@ class LocalLauncher:
         if attached is not None:
             return attached
         if remote:
-            self._pull_history(run, results_dir)
+            pull_history(run, results_dir)
 
         spec = copy.deepcopy(run.spec)
         if remote:
-            spec = self._localise_results(run, spec, results_dir)
-        spec = self._stage(run, spec, action, workdir)
+            spec = localise_results(run, spec, results_dir)
+        spec = stage_inputs(run, spec, action, workdir)
         for key in run.secret_overrides:
             delete_dotted(spec, key)
         spec_path = results_dir / SPEC_FILE
@@ -222,107 +196,12 @@ class LocalLauncher:
         monitor.start()
         return handle
 
-    def _localise_results(self, run: ActionRun, spec: dict[str, Any], results_dir: Path) -> dict[str, Any]:
-        """Paths inside the remote results folder become paths in the local one; the files among them that
-        already exist remotely (the run's own checkpoint to resume from) are downloaded to that place."""
-        prefix = run.results_uri.rstrip("/")
-        store = _store_for(run.results_uri)
-
-        def localise(value: str) -> str:
-            if value != prefix and not value.startswith(prefix + "/"):
-                return value
-            local = Path(str(results_dir) + value[len(prefix):])
-            if value != prefix and not local.exists() and store.exists(value):
-                store.download(value, local)
-            return str(local)
-
-        return _map_strings(spec, localise)
-
-    def _pull_history(self, run: ActionRun, results_dir: Path) -> None:
-        """A retry on a fresh machine continues the results already in the store: TAO appends to status.json
-        (the KPI history of earlier attempts) and the emulator's fired-faults record must survive too."""
-        store = _store_for(run.results_uri)
-        for name in (STATUS_FILE, ".emulator_faults_fired"):
-            if not (results_dir / name).exists():
-                try:
-                    store.download(store.join(run.results_uri, name), results_dir / name)
-                except FileNotFoundError:
-                    pass
-
     def _write_pid(self, handle: LocalHandle) -> None:
         info = {"pid": handle.pid, "run_key": handle.run.run_key, "started": handle.started,
                 "emulated": handle.emulated, "host": os.uname().nodename}
         tmp = handle.results_dir / (PID_FILE + ".tmp")
         tmp.write_text(json.dumps(info))
         os.replace(tmp, handle.results_dir / PID_FILE)
-
-    # ------------------------------------------------------------------ staging
-    def _stage(self, run: ActionRun, spec: dict[str, Any], action: Action, workdir: Path) -> dict[str, Any]:
-        inputs = workdir / "inputs"
-        for local, uri in run.stage.items():
-            dest = Path(local) if os.path.isabs(local) else workdir / local
-            if local in run.extract:
-                self._extract_uri(uri, dest, inputs)
-            elif not dest.exists():
-                _store_for(uri).download(uri, dest)
-        cache: dict[str, str] = {}
-
-        def fetch(value: str) -> str:
-            if not is_remote(value):
-                return value
-            if value not in cache:
-                dest = inputs / hashlib.sha1(value.encode()).hexdigest()[:12] / Path(value.rstrip("/")).name
-                if not dest.exists():
-                    try:
-                        _store_for(value).download(value, dest)
-                    except FileNotFoundError:
-                        return value  # an output path or a file TAO creates; TAO reports it if it must exist
-                cache[value] = str(dest)
-            return cache[value]
-
-        for ds in action.data_sources:
-            if ds.extract_from:
-                self._extract_source(spec, ds, inputs)
-        return _map_strings(spec, fetch)
-
-    def _extract_source(self, spec: dict[str, Any], ds: Any, inputs: Path) -> None:
-        """A directory the skill says TAO needs but the dataset holds as an archive: extract it (safely)."""
-        value = get_dotted(spec, ds.key)
-        values = value if isinstance(value, list) else [value]
-        out = []
-        for item in values:
-            if not isinstance(item, str):
-                out.append(item)
-                continue
-            if not is_remote(item) and Path(item).is_dir():
-                out.append(item)
-                continue
-            root = item[: -len(ds.path)].rstrip("/") if ds.path and item.rstrip("/").endswith(ds.path) else \
-                item.rsplit("/", 1)[0]
-            archive_uri = f"{root}/{ds.extract_from}"
-            target = inputs / "extracted" / hashlib.sha1(archive_uri.encode()).hexdigest()[:12]
-            self._extract_uri(archive_uri, target, inputs)
-            inner = target / ds.path if ds.path and (target / ds.path).is_dir() else target
-            out.append(str(inner))
-        set_dotted(spec, ds.key, out if isinstance(value, list) else out[0])
-
-    def _extract_uri(self, uri: str, target: Path, inputs: Path) -> None:
-        from taoflow.archive import safe_extract
-
-        marker = target / ".taoflow_extracted"
-        if marker.exists():
-            return
-        if is_remote(uri):
-            archive = inputs / "archives" / hashlib.sha1(uri.encode()).hexdigest()[:12] / Path(uri).name
-            if not archive.exists():
-                _store_for(uri).download(uri, archive)
-        else:
-            archive = local_of(uri)
-            if not archive.is_file():
-                raise UserError(f"cannot stage {uri}: the archive does not exist (and neither does the folder "
-                                "that would be extracted from it)")
-        safe_extract(archive, target)
-        marker.write_text(uri)
 
     # ------------------------------------------------------------------ streaming
     def _mask(self, handle: LocalHandle, text: str) -> str:
@@ -379,7 +258,7 @@ class LocalLauncher:
                 for line in log_tailer.flush():
                     self._remember(handle, line)
                     handle.events_q.put(LogLine(line))
-            result = self._finish(handle, exit_code)
+            result = local_result(handle, exit_code, lambda text: self._mask(handle, text))
         except Exception as exc:
             result = ActionResult(model=handle.run.model, action=handle.run.action, run_key=handle.run.run_key,
                                   status="FAILURE", results_uri=handle.run.results_uri, failure_class="infra",
@@ -417,7 +296,7 @@ class LocalLauncher:
             pass
 
     def _upload_live_files(self, handle: LocalHandle) -> None:
-        store = _store_for(handle.run.results_uri)
+        store = store_for(handle.run.results_uri)
         for pattern in LIVE_UPLOAD_GLOB:  # at any depth: real TAO nests some under `<action>/`
             for path in handle.results_dir.rglob(pattern):
                 rel = path.relative_to(handle.results_dir).as_posix()
@@ -428,91 +307,6 @@ class LocalLauncher:
                 if handle.uploaded.get(rel) != key:
                     store.upload_file(path, store.join(handle.run.results_uri, rel))
                     handle.uploaded[rel] = key
-
-    # ------------------------------------------------------------------ result
-    def _finish(self, handle: LocalHandle, exit_code: int | None) -> ActionResult:
-        from taoflow.manifest import build_manifest
-
-        run = handle.run
-        skill = load_skill(run.model)
-        ended = time.time()
-        remote = is_remote(run.results_uri)
-        tao_action = skill.action(run.action).tao_action
-        all_records = [r for p in status_paths(handle.results_dir, tao_action) for r in read_status(p)]
-        last = terminal_status(handle.records)
-        if handle.attached and last is None:
-            last = terminal_status(all_records)
-        if handle.attached and exit_code is None:
-            exit_code = 0 if last == "SUCCESS" else None
-        if exit_code == 0 and last in (None, "SUCCESS"):
-            status, failure = "SUCCESS", None
-        elif handle.cancel_requested and not handle.timed_out:
-            status, failure = "CANCELLED", None
-        else:
-            status = "FAILURE"
-            failure = classify_failure("\n".join(handle.log_tail), exit_code, skill)
-        try:
-            (handle.results_dir / PID_FILE).unlink()
-        except FileNotFoundError:
-            pass
-        if remote:
-            store = _store_for(run.results_uri)
-            if node_rank() == 0:
-                store.upload_dir(handle.results_dir, run.results_uri)
-            else:  # only rank 0 writes results in TAO; other nodes contribute their log
-                rel = handle.log_path.relative_to(handle.results_dir).as_posix()
-                store.upload_file(handle.log_path, store.join(run.results_uri, rel))
-        else:
-            store = _store_for(run.results_uri)
-        metric, direction = skill.monitoring.metric, skill.monitoring.direction
-        manifest = build_manifest(store, run.results_uri, metric=metric, direction=direction).to_dict()
-        final, best = final_and_best(all_records, metric, direction)
-        epochs = {r["epoch"] for r in handle.records if r.get("status") == "RUNNING" and isinstance(r.get("epoch"), int)}
-        message = None
-        if failure is not None:
-            message = failure.message
-            if handle.timed_out:
-                message = f"timed out after {run.timeout_seconds:g} s; {message}".rstrip("; ")
-        elif status == "CANCELLED":
-            message = "cancelled"
-        return ActionResult(
-            model=run.model, action=run.action, run_key=run.run_key, status=status, results_uri=run.results_uri,
-            manifest=manifest, kpis_final=final, kpis_best=best,
-            products=self._products(handle), gpu_seconds=round((ended - handle.started) * max(run.gpus, 0)
-                                                               * max(run.nodes, 1), 3),
-            epochs_run=len(epochs),
-            failure_class=("infra" if handle.timed_out else failure.failure_class) if failure else None,
-            remedy=(("The run exceeded its timeout; it is retried from the newest checkpoint. Raise "
-                     "timeout_seconds if the action needs longer.") if handle.timed_out else failure.remedy)
-            if failure else None,
-            message=self._mask(handle, message) if message else None,
-            exit_code=_shell_code(exit_code), emulated=handle.emulated,
-        )
-
-    def _products(self, handle: LocalHandle) -> dict[str, str]:
-        root = handle.results_dir
-
-        def uri(path: Path) -> str:
-            rel = path.relative_to(root).as_posix()
-            return handle.run.results_uri.rstrip("/") + "/" + rel
-
-        found: dict[str, str] = {}
-        for kind, patterns in (("onnx", ["*.onnx"]), ("engine", ["*.engine", "*.trt", "*.plan"]),
-                               ("cal_cache", ["cal*.bin", "*.cache", "*.tensorfile"]),
-                               ("metrics", ["evaluation_results.json"]), ("annotations", ["annotations.pkl"]),
-                               ("anchor", ["anchor_init.npy"]), ("quantized", ["quantized_model*.pth"])):
-            for pattern in patterns:
-                hits = sorted(p for p in root.rglob(pattern) if not p.name.startswith("."))
-                if hits:
-                    found[kind] = uri(hits[0])
-                    break
-        checkpoints = sorted(root.rglob("model_epoch_*_step_*.pth"), key=lambda p: (p.name, str(p)))
-        if checkpoints:
-            found["checkpoint"] = uri(checkpoints[-1])  # the newest: names sort by zero-padded epoch
-        for kind, path in (("log", handle.log_path), ("status", root / STATUS_FILE), ("spec", root / SPEC_FILE)):
-            if path.exists():
-                found[kind] = uri(path)
-        return found
 
     # ------------------------------------------------------------------ protocol
     def events(self, handle: LocalHandle) -> Iterator[Event]:
@@ -533,14 +327,6 @@ class LocalLauncher:
         return handle.result_value
 
 
-def node_rank() -> int:
-    """This node's rank in a multi-node run (TAO's NODE_RANK convention; 0 when single-node)."""
-    try:
-        return int(os.environ.get("NODE_RANK") or 0)
-    except ValueError:
-        return 0
-
-
 def _alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -557,58 +343,17 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _shell_code(code: int | None) -> int | None:
-    """Popen's -N (killed by signal N) as a shell/Kubernetes exit code 128+N."""
-    return 128 - code if code is not None and code < 0 else code
-
-
-# --------------------------------------------------------------------------------------- pod / worker entry
-
-def run_from_json(source: str) -> int:
-    """Run the ActionRun in `source` (a JSON file path, `-` for stdin, or inline JSON) here; store result.json
-    next to the results; return TAO's exit code (128+N when killed by signal N)."""
-    if source == "-":
-        text = sys.stdin.read()
-    elif source.lstrip().startswith("{"):
-        text = source
-    else:
-        text = Path(source).read_text()
-    run = ActionRun(**json.loads(text))
-    launcher = LocalLauncher()
-    handle = launcher.submit(run)
-
-    def forward(signum: int, frame: Any) -> None:  # pod deletion / worker shutdown reaches TAO's group
-        launcher.cancel(handle)
-
-    signal.signal(signal.SIGTERM, forward)
-    for event in launcher.events(handle):
-        if isinstance(event, LogLine):
-            print(event.text, flush=True)
-    result = launcher.result(handle)
-    if node_rank() == 0:  # one result per run: rank 0's (it is the node that writes TAO's results)
-        _store_for(run.results_uri).write_result(run.results_uri, result)
-    print(f"taoflow: {run.model} {run.action} {result.status}"
-          + (f" ({result.failure_class}): {result.message}" if not result.ok else ""), flush=True)
-    if result.ok:
-        return 0
-    return result.exit_code if result.exit_code not in (None, 0) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m taoflow.launchers.local RUN_JSON  (a file, '-' for stdin, or inline JSON)",
-              file=sys.stderr)
-        return 2
-    try:
-        return run_from_json(args[0])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """`python -m taoflow.launchers.local RUN_JSON`: the in-pod runner (taoflow/launchers/pod.py)."""
+    from taoflow.launchers.pod import main as pod_main
+
+    return pod_main(argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["LocalHandle", "LocalLauncher", "build_argv", "run_from_json"]
+__all__ = ["LocalHandle", "LocalLauncher", "build_argv", "main"]
