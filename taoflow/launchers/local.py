@@ -47,12 +47,15 @@ from taoflow.launchers.staging import (
     local_of,
     localise_results,
     pull_history,
+    results_folder_name,
+    retire_stale_outputs,
     stage_inputs,
     store_for,
 )
+from taoflow.layout import candidate_folders
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Action, Skill, load_skill
-from taoflow.status import LineTailer, StatusTailer, events_for, status_paths
+from taoflow.status import LineTailer, StatusReader, StatusTailer, status_paths
 
 MASK = "****"
 # Uploaded to a remote store while the action runs: checkpoints (a lost pod loses at most one interval) and
@@ -104,6 +107,7 @@ class LocalHandle:
     events_q: queue.Queue[Event] = field(default_factory=queue.Queue)
     log_tail: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    reader: StatusReader = field(default_factory=StatusReader)
     cancel_requested: bool = False
     timed_out: bool = False
     term_sent_at: float | None = None
@@ -128,7 +132,9 @@ class LocalLauncher:
         action = skill.action(run.action)
         remote = is_remote(run.results_uri)
         workdir = taoflow_home() / "work" / run.model / run.run_key / run.action
-        results_dir = workdir / "results" if remote else local_of(run.results_uri)
+        # Remote results run in a local folder of the same name, so TAO's `<results_dir>/<action>/` lands in it.
+        results_dir = workdir / "results" / results_folder_name(run.results_uri) if remote \
+            else local_of(run.results_uri)
         results_dir.mkdir(parents=True, exist_ok=True)
 
         attached = self._attach(run, results_dir, workdir)
@@ -141,6 +147,7 @@ class LocalLauncher:
         if remote:
             spec = localise_results(run, spec, results_dir)
         spec = stage_inputs(run, spec, action, workdir)
+        retired = retire_stale_outputs(run, spec, action, results_dir)
         for key in run.secret_overrides:
             delete_dotted(spec, key)
         spec_path = results_dir / SPEC_FILE
@@ -159,7 +166,7 @@ class LocalLauncher:
         rank = node_rank()
         log_path = results_dir / "logs" / (f"{run.action}.log" if rank == 0 else f"{run.action}.rank{rank}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        status_tailers = [StatusTailer.from_end(p) for p in status_paths(results_dir, action.tao_action)]
+        status_tailers = _status_tailers(action, results_dir)
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=env, cwd=str(results_dir),
@@ -170,6 +177,8 @@ class LocalLauncher:
         header = (f"==== taoflow local launcher: {run.model} {run.action} run {run.run_key} pid {proc.pid} "
                   f"({'EMULATED' if emulated else 'TAO'}) argv: {self._mask(handle, ' '.join(argv))}")
         self._append_log(handle, header)
+        for moved in retired:
+            self._append_log(handle, f"==== taoflow: {moved}")
         reader = threading.Thread(target=self._read_output, args=(handle,), daemon=True)
         monitor = threading.Thread(target=self._monitor, args=(handle, status_tailers), daemon=True)
         handle.threads = [reader, monitor]
@@ -189,8 +198,7 @@ class LocalLauncher:
         handle = LocalHandle(run=run, results_dir=results_dir, workdir=workdir,
                              log_path=results_dir / "logs" / f"{run.action}.log", emulated=bool(info.get("emulated")),
                              pid=pid, attached=True, started=float(info.get("started", time.time())))
-        tao_action = load_skill(run.model).action(run.action).tao_action
-        tailers = [StatusTailer.from_end(p) for p in status_paths(results_dir, tao_action)]
+        tailers = _status_tailers(load_skill(run.model).action(run.action), results_dir)
         monitor = threading.Thread(target=self._monitor, args=(handle, tailers), daemon=True)
         handle.threads = [monitor]
         monitor.start()
@@ -238,6 +246,8 @@ class LocalLauncher:
                 for tailer in tailers:
                     for record in tailer.poll():
                         self._status_record(handle, record)
+                for event in handle.reader.tick():
+                    handle.events_q.put(event)
                 if log_tailer is not None:
                     for line in log_tailer.poll():
                         self._remember(handle, line)
@@ -254,6 +264,8 @@ class LocalLauncher:
             for tailer in tailers:
                 for record in tailer.flush():
                     self._status_record(handle, record)
+            for event in handle.reader.close():  # the last epoch's progress
+                handle.events_q.put(event)
             if log_tailer is not None:
                 for line in log_tailer.flush():
                     self._remember(handle, line)
@@ -270,7 +282,7 @@ class LocalLauncher:
 
     def _status_record(self, handle: LocalHandle, record: dict[str, Any]) -> None:
         handle.records.append(record)
-        for event in events_for(record):
+        for event in handle.reader.feed(record):
             handle.events_q.put(event)
 
     def _exit_code(self, handle: LocalHandle) -> int | None:
@@ -325,6 +337,12 @@ class LocalLauncher:
         handle.done.wait()
         assert handle.result_value is not None
         return handle.result_value
+
+
+def _status_tailers(action: Action, results_dir: Path) -> list[StatusTailer]:
+    """Tailers of every place TAO may write this action's status.json (see taoflow/layout.py)."""
+    folders = candidate_folders(action.image.value, action.tao_action)
+    return [StatusTailer.from_end(p) for p in status_paths(results_dir, *folders)]
 
 
 def _alive(pid: int) -> bool:

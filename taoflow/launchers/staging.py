@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,22 @@ def map_strings(value: Any, fn) -> Any:
     return fn(value) if isinstance(value, str) else value
 
 
+def results_folder_name(results_uri: str) -> str:
+    return posixpath.basename(results_uri.rstrip("/")) or "results"
+
+
 def localise_results(run: ActionRun, spec: dict[str, Any], results_dir: Path) -> dict[str, Any]:
     """Paths inside the remote results folder become paths in the local one; the files among them that
-    already exist remotely (the run's own checkpoint to resume from) are downloaded to that place."""
+    already exist remotely (the run's own checkpoint to resume from) are downloaded to that place. The run
+    folder itself (the `results_dir` TAO is handed so that its `<action>/` is the step's folder, see
+    taoflow/layout.py) becomes the local folder's parent."""
     prefix = run.results_uri.rstrip("/")
+    run_folder = posixpath.dirname(prefix)
     store = store_for(run.results_uri)
 
     def localise(value: str) -> str:
+        if value.rstrip("/") == run_folder and results_dir.name == posixpath.basename(prefix):
+            return str(results_dir.parent)
         if value != prefix and not value.startswith(prefix + "/"):
             return value
         local = Path(str(results_dir) + value[len(prefix):])
@@ -145,3 +155,31 @@ def extract_uri(uri: str, target: Path, inputs: Path) -> None:
                             "that would be extracted from it)")
     safe_extract(archive, target)
     marker.write_text(uri)
+
+
+# Outputs TAO refuses to overwrite: export asserts its ONNX does not exist (NVIDIA/tao_pytorch_backend
+# nvidia_tao_pytorch/cv/rtdetr/scripts/export.py:132-134; the same in centerpose, action_recognition, sparse4d).
+NO_OVERWRITE_KEYS = {"export": ("export.onnx_file", "export.onnx_file_2d")}
+
+
+def retire_stale_outputs(run: ActionRun, spec: dict[str, Any], action: Action, results_dir: Path) -> list[str]:
+    """Before an attempt starts: an output TAO will not overwrite, left in this run's own results by an
+    earlier attempt that did not succeed, is moved aside as `<stem>.failed-attempt-N<suffix>.partial` — kept
+    for inspection, listed in the manifest as incomplete with that reason, never handed on. Files outside
+    the run's results (an ONNX next to someone's checkpoint) are left alone: TAO reports them. Returns one
+    line per file moved."""
+    moved = []
+    root = results_dir.resolve()
+    for key in NO_OVERWRITE_KEYS.get(action.tao_action, ()):
+        value = get_dotted(spec, key)
+        if not isinstance(value, str) or not value or is_remote(value):
+            continue
+        path = Path(value)
+        if not path.is_file() or root not in path.resolve().parents:
+            continue
+        attempt = 1 + len(list(path.parent.glob(f"{path.stem}.failed-attempt-*")))
+        target = path.with_name(f"{path.stem}.failed-attempt-{attempt}{path.suffix}.partial")
+        os.replace(path, target)
+        moved.append(f"{key}: {path.name} was left by a failed attempt of run {run.run_key}; moved to "
+                     f"{target.name} so TAO can write a fresh one")
+    return moved
