@@ -1,7 +1,7 @@
 """A lease-based lock manager for Prefect's SERIALIZABLE cache transactions.
 
 Prefect's FileSystemLockManager writes locks without an expiration, so a controller killed while holding
-one blocks every later run with the same cache key forever (see shared/reference/prefect-notes.md).
+one blocks every later run with the same cache key forever (see docs/prefect-notes.md).
 Here every lock is a lease: it expires `lease_seconds` after its last renewal, and a daemon thread in the
 holding process renews it while the lock is held. A live holder keeps its lock however long the action
 runs; a dead holder's lock lapses within one lease, and the next run takes over.
