@@ -92,7 +92,7 @@ def train_dict(model: str, loss: float) -> dict[str, Any]:
     return {"train_loss": loss}
 
 
-def test_dict(model: str, score: float) -> dict[str, Any]:
+def evaluate_dict(model: str, score: float) -> dict[str, Any]:
     """PyTorch evaluate's "Test metrics generated." dict."""
     if model == "rtdetr":
         return {"test_mAP": str(score * 0.7), "test_mAP50": str(score)}
@@ -164,7 +164,7 @@ def write_evaluate(action_dir: Path, model: str, score: float) -> Path:
     """PyTorch evaluate: no file of KPIs, one "Test metrics generated." line, then success."""
     status = TaoStatus(action_dir / "status.json")
     status.write("STARTED", f"Starting {NAMES[model]} evaluate.")
-    status.kpi = test_dict(model, score)
+    status.kpi = evaluate_dict(model, score)
     status.write("RUNNING", "Test metrics generated.")
     status.write("RUNNING", "Evaluate finished successfully.")
     return action_dir
