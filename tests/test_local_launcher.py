@@ -487,3 +487,34 @@ def test_real_tao_is_used_when_its_entry_point_is_installed(samples, tmp_path, m
     monkeypatch.setenv("PATH", "/usr/bin")
     with pytest.raises(UserError, match="not installed"):
         LocalLauncher().submit(ActionRun(**{**run.to_dict(), "emulate": False, "run_key": "real2"}))
+
+
+def test_an_export_retry_never_collides_with_the_onnx_a_failed_attempt_left(samples, tmp_path, monkeypatch):
+    """TAO refuses to overwrite an ONNX ("Default onnx file … already exists"): an attempt killed after writing
+    it would make every retry fail. The launcher moves it aside before the retry; the manifest lists it as
+    incomplete with the reason, and the fresh file is what is handed on."""
+    from taoflow.resolver import parent_model
+    from taoflow.store import ArtifactStore
+
+    trained = tmp_path / "runs" / "t" / "train"
+    ok(launch(make_run("rtdetr", "train", make_spec("rtdetr", "train", samples / "rtdetr", trained,
+                                                    {"num_epochs": 1}), trained))[0])
+    results = tmp_path / "runs" / "x" / "export"
+    spec = make_spec("rtdetr", "export", samples / "rtdetr", results,
+                     {"checkpoint": str(trained / "model_epoch_000.pth")})
+    spec["export"]["onnx_file"] = str(results / "model.onnx")
+    monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "sigkill@end")
+    killed, _ = launch(make_run("rtdetr", "export", spec, results, run_key="exp"))
+    assert (killed.status, killed.failure_class) == ("FAILURE", "infra") and (results / "model.onnx").is_file()
+    first = (results / "model.onnx").read_bytes()
+
+    retry, events = launch(make_run("rtdetr", "export", spec, results, run_key="exp"))
+    ok(retry)
+    moved = results / "model.failed-attempt-1.onnx.partial"
+    assert moved.read_bytes() == first
+    assert any("moved to model.failed-attempt-1.onnx.partial" in e.text for e in events if isinstance(e, LogLine))
+    listed = {e["path"]: e for e in retry.manifest["entries"]}
+    assert listed[moved.name]["complete"] is False and "failed attempt 1" in listed[moved.name]["problem"]
+    assert retry.products["onnx"] == str(results / "model.onnx")
+    assert parent_model(ArtifactStore(str(tmp_path)), str(results), parent_action="export") == \
+        str(results / "model.onnx")

@@ -177,8 +177,9 @@ class LocalLauncher:
         header = (f"==== taoflow local launcher: {run.model} {run.action} run {run.run_key} pid {proc.pid} "
                   f"({'EMULATED' if emulated else 'TAO'}) argv: {self._mask(handle, ' '.join(argv))}")
         self._append_log(handle, header)
-        for moved in retired:
+        for moved in retired:  # in the log and on the event stream: the user sees why a file was renamed
             self._append_log(handle, f"==== taoflow: {moved}")
+            handle.events_q.put(LogLine(f"taoflow: {moved}"))
         reader = threading.Thread(target=self._read_output, args=(handle,), daemon=True)
         monitor = threading.Thread(target=self._monitor, args=(handle, status_tailers), daemon=True)
         handle.threads = [reader, monitor]
