@@ -20,7 +20,9 @@ from taoflow.status import StatusReader, final_and_best, read_kpis, read_status,
 from taoflow.store import ArtifactStore
 from tests.s3server import s3_root, s3_server  # noqa: F401
 from tests.tao_layouts import (
+    LATEST,
     SCORE_KEY,
+    eval_dict,
     write_evaluate,
     write_sparse4d_convert,
     write_train,
@@ -52,14 +54,8 @@ def test_best_for_hand_on_and_newest_for_resume_on_a_real_train_folder(model, tm
     manifest = build_manifest(store, str(action), metric=skill.monitoring.metric,
                               direction=skill.monitoring.direction)
     assert manifest.status == "RUNNING"  # TAO's CLI never writes SUCCESS
-    assert {e.path for e in manifest.of_kind("latest")} == {f"{manifest_latest(model)}"}
+    assert {e.path for e in manifest.of_kind("latest")} == {LATEST[model]}
     assert [e.epoch for e in manifest.of_kind("checkpoint")] == [0, 1, 2, 3]
-
-
-def manifest_latest(model: str) -> str:
-    from tests.tao_layouts import LATEST
-
-    return LATEST[model]
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -101,8 +97,6 @@ def test_automl_reads_its_metric_from_real_progress_lines(model, tmp_path):
 
 
 def _eval(model: str, score: float) -> dict:
-    from tests.tao_layouts import eval_dict
-
     return {k: kpi_value(v) for k, v in eval_dict(model, score).items()}
 
 

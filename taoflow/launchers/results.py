@@ -5,6 +5,7 @@ numbers; TAO Deploy's results.json / report.csv), products, the checkpoint manif
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +34,6 @@ SPEC_FILE = "spec.yaml"
 
 def node_rank() -> int:
     """This node's rank in a multi-node run (TAO's NODE_RANK convention; 0 when single-node)."""
-    import os
-
     try:
         return int(os.environ.get("NODE_RANK") or 0)
     except ValueError:
