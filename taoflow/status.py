@@ -300,7 +300,7 @@ class StatusReader:
                 self._before_kpi.update(fresh_kpi)
             elif self._open is not None:
                 self._attribute(self._open[1], fresh, fresh_kpi)
-            elif self.last_epoch is not None and self.last_epoch in self.by_epoch:
+            elif self.last_epoch is not None:  # a train-metrics line that came after its group was released
                 self._attribute(self.last_epoch, fresh, fresh_kpi)
         events += self.close()
         return events

@@ -10,6 +10,7 @@ import pytest
 from taoflow.launchers.base import EpochProgress, StatusRecord
 from taoflow.skill import load_skill
 from taoflow.status import (
+    StatusReader,
     StatusTailer,
     StatusWriter,
     classify_failure,
@@ -116,3 +117,22 @@ def test_classification_without_a_skill_uses_the_shared_patterns():
         == "spec"
     info = classify_failure("Traceback (most recent call last):\nValueError: boom\n", 1)
     assert info.failure_class == "program" and info.message == "ValueError: boom"
+
+
+def test_a_followed_file_releases_an_epochs_progress_when_its_group_completes():
+    """The epoch line opens the epoch's group; its "Train metrics generated." line (written right after it by
+    TAO) completes it. A reader following a file holds the group through one poll without news, no longer."""
+    reader = StatusReader()
+    epoch = {"status": "RUNNING", "message": "Training loop in progress", "epoch": 0, "max_epoch": 1,
+             "kpi": {"val_mAP": "0.3"}}
+    assert [e for e in reader.feed(epoch) if isinstance(e, EpochProgress)] == []
+    assert reader.tick() == []  # the poll that brought the epoch line
+    train = {"status": "RUNNING", "message": "Train metrics generated.", "kpi": {"train_loss": 2.0}}
+    [progress] = [e for e in reader.feed(train) if isinstance(e, EpochProgress)]
+    assert progress.kpi == {"val_mAP": 0.3, "train_loss": 2.0}
+    reader.feed({**epoch, "epoch": 1, "kpi": {"train_loss": 2.0}})  # no validation: the dict only repeats
+    assert reader.tick() == []
+    [late] = reader.tick()  # a whole poll without the train line: released with what it has
+    assert late.epoch == 1 and late.kpi == {}
+    reader.feed({**train, "kpi": {"train_loss": 1.5}})  # late after all: still epoch 1's
+    assert reader.by_epoch[1] == {"train_loss": 1.5} and reader.close() == []
