@@ -1,9 +1,9 @@
 """Resolver scale: build a checkpoint manifest and resolve `parent_model` over 10,000 files on S3.
 
-Starts moto's S3 server on 127.0.0.1, uploads one realistic TAO train results folder of 10,000 objects
-(step-interval checkpoints over many epochs, top-k best files, a latest copy, Lightning checkpoints,
-inference images, TensorBoard events, ONNX / engine / calibration files, partial uploads and a status.json
-with a line per logged step), then times, through s3fs exactly as production would reach S3:
+Starts moto's S3 server on 127.0.0.1, uploads one TAO train results folder of 10,000 objects laid out as TAO
+6.x lays it out (step-interval checkpoints over many epochs, a latest copy, TensorBoard events, partial
+uploads, and a status.json of TAO's lines: string KPIs on epoch-less metric lines), then times, through s3fs
+exactly as production would reach S3:
 
 - `build_manifest` (one recursive listing + one read of status.json),
 - `parent_model` best-by-metric (rebuilds the manifest: the resolver never trusts a stale one),
@@ -68,37 +68,44 @@ def mAP(epoch: int) -> float:
 
 
 def layout() -> dict[str, bytes]:
+    """A train folder as TAO 6.x writes it (docs/tao-contract.md): step-interval checkpoints at the folder's
+    root (`checkpoint_interval_unit: step`, only the last of each epoch holding a validated state), the latest
+    link uploaded as a copy, a status.json with TAO's three lines per epoch (string val_mAP50 on the epoch-less
+    "Eval metrics generated." line), experiment.yaml, TensorBoard events, partial uploads."""
     body = b"\0" * 64
     files: dict[str, bytes] = {}
     for epoch in range(EPOCHS):
         for i in range(CHECKPOINTS_PER_EPOCH):
             step = epoch * STEPS_PER_EPOCH + (i + 1) * STEPS_PER_EPOCH // CHECKPOINTS_PER_EPOCH
-            files[f"train/model_epoch_{epoch:03d}_step_{step:05d}.pth"] = body
-        files[f"lightning_logs/version_0/checkpoints/epoch={epoch}-step={(epoch + 1) * STEPS_PER_EPOCH}.ckpt"] = body
-    best = sorted(range(EPOCHS), key=mAP, reverse=True)[:5]
-    for epoch in best:
-        files[f"train/model_best_{epoch:03d}.pth"] = body
-    files["train/rtdetr_model_latest.pth"] = body
-    files[f"train/model_epoch_{EPOCHS:03d}_step_{(EPOCHS + 1) * STEPS_PER_EPOCH:05d}.pth.partial"] = body
-    files["train/model_epoch_299_step_99999.pth"] = b""  # a zero-byte upload: never a candidate
-    for name in ("model.onnx", "model_fp16.onnx", "model_2d.onnx", "model.engine", "model_int8.engine", "cal.bin"):
-        files[f"export/{name}"] = body
+            files[f"model_epoch_{epoch:03d}_step_{step:05d}.pth"] = body
+    files["centerpose_model_latest.pth"] = body
+    files[f"model_epoch_{EPOCHS:03d}_step_{(EPOCHS + 1) * STEPS_PER_EPOCH:05d}.pth.partial"] = body
+    files["model_epoch_299_step_99999.pth"] = b""  # a zero-byte upload: never a candidate
+    files["experiment.yaml"] = b"results_dir: /results/train\n"
     files["logs/train.log"] = b"Epoch 0 ...\n"
-    lines = [{"status": "STARTED", "message": "Starting training"}]
+    lines = [{"date": "11/23/2026", "time": "10:1:1", "status": "STARTED", "verbosity": "INFO",
+              "message": "Starting Centerpose train."},
+             {"date": "11/23/2026", "time": "10:1:1", "status": "STARTED", "verbosity": "INFO",
+              "message": "Starting Training Loop."}]
+    kpi: dict = {}
     for epoch in range(EPOCHS):
-        for i in range(CHECKPOINTS_PER_EPOCH):
-            step = epoch * STEPS_PER_EPOCH + (i + 1) * STEPS_PER_EPOCH // CHECKPOINTS_PER_EPOCH
-            last = i == CHECKPOINTS_PER_EPOCH - 1
-            lines.append({"date": "11/23/2026", "time": "10:1:1", "status": "RUNNING", "verbosity": "INFO",
-                          "message": "Training loop in progress", "epoch": epoch, "max_epoch": EPOCHS - 1,
-                          "step": step, "kpi": {"val_mAP50": mAP(epoch if last else epoch - 1)}
-                          if (last or epoch) else {}, "graphical": {"train_loss": 5.0 / (1 + step / 1000)}})
-    lines.append({"status": "SUCCESS", "message": "train action completed successfully for rtdetr"})
+        kpi = {"val_3DIoU": str(mAP(epoch)), "val_2DMPE": str(0.1 - mAP(epoch) / 10)}
+        lines.append({"date": "11/23/2026", "time": "10:1:1", "status": "RUNNING", "verbosity": "INFO",
+                      "message": "Eval metrics generated.", "kpi": kpi})
+        lines.append({"epoch": epoch, "step": (epoch + 1) * STEPS_PER_EPOCH, "max_epoch": EPOCHS - 1,
+                      "max_step": EPOCHS * STEPS_PER_EPOCH, "time_per_epoch": "0:01:01.250000",
+                      "time_per_step": "0:00:00.153125", "eta": "1:00:00", "date": "11/23/2026", "time": "10:1:1",
+                      "status": "RUNNING", "verbosity": "INFO", "message": "Training loop in progress", "kpi": kpi})
+        kpi = {"train_loss": 5.0 / (1 + epoch)}
+        lines.append({"date": "11/23/2026", "time": "10:1:1", "status": "RUNNING", "verbosity": "INFO",
+                      "message": "Train metrics generated.", "kpi": kpi})
+    for message in ("Training loop complete.", "Train finished successfully."):
+        lines.append({"date": "11/23/2026", "time": "10:1:1", "status": "RUNNING", "verbosity": "INFO",
+                      "message": message, "kpi": kpi})
     files["status.json"] = ("\n".join(json.dumps(line) for line in lines) + "\n").encode()
     i = 0
     while len(files) < TOTAL_FILES:
-        folder = "inference/images" if i % 3 else "tensorboard"
-        files[f"{folder}/{'img' if i % 3 else 'events.out.tfevents'}_{i:05d}.jpg"] = body
+        files[f"lightning_logs/version_1/events.out.tfevents.{i:05d}.host"] = body
         i += 1
     return files
 
@@ -122,7 +129,7 @@ def main() -> None:
         server.create_bucket("taoflow-bench")
         os.environ.update(server.env())
         store = ArtifactStore("s3://taoflow-bench/store")
-        results = store.results_uri("rtdetr", "bench0000000000000000", "train")
+        results = store.results_uri("centerpose", "bench0000000000000000", "train")
         files = layout()
         print(f"S3 server: moto {server.endpoint}; results folder {results}")
         print(f"uploading {len(files)} objects ({sum(len(b) for b in files.values()) / 1e6:.1f} MB) ...")
@@ -132,7 +139,7 @@ def main() -> None:
         print(f"upload: {upload:.1f} s ({len(files) / upload:.0f} objects/s, concurrent PUTs via s3fs.pipe)")
 
         counter = RequestCounter(server.log_path)
-        skill = load_skill("rtdetr")
+        skill = load_skill("centerpose")
         import boto3
 
         client = boto3.client("s3", endpoint_url=server.endpoint)
@@ -146,7 +153,7 @@ def main() -> None:
         for _ in range(REPEATS):
             floors.append(timed(raw_listing, counter)[0])
             t_manifest, c_manifest, req_manifest, manifest = timed(
-                lambda: build_manifest(store, results, metric="val_mAP50", direction="maximize"), counter)
+                lambda: build_manifest(store, results, metric="val_3DIoU", direction="maximize"), counter)
             t_parent, c_parent, req_parent, choice = timed(
                 lambda: resolver.choose_parent(store, results, skill=skill, parent_action="train"), counter)
             t_resume, c_resume, req_resume, resume = timed(lambda: resolver.resume_model(store, results), counter)
@@ -155,14 +162,14 @@ def main() -> None:
               f"{len(manifest.kpis_by_epoch)} epochs with KPIs")
         print(f"requests per build_manifest: {dict(req_manifest)}; per parent_model: {dict(req_parent)}; "
               f"per resume_model: {dict(req_resume)}")
-        for label, column in (("build_manifest", 0), ("parent_model (best val_mAP50)", 1), ("resume_model", 2)):
+        for label, column in (("build_manifest", 0), ("parent_model (best val_3DIoU)", 1), ("resume_model", 2)):
             walls = [r[column][0] for r in rows]
             cpus = [r[column][1] for r in rows]
             print(f"{label:32s} median {statistics.median(walls):.2f} s wall, "
                   f"{statistics.median(cpus):.2f} s client CPU  (wall runs: {', '.join(f'{v:.2f}' for v in walls)})")
         print(f"{'raw boto3 ListObjectsV2 pages':32s} median {statistics.median(floors):.2f} s wall "
               f"(the server's own cost of listing 10,000 keys)")
-        print(f"parent_model chose {choice.entry.path} (val_mAP50 {choice.entry.metric_value}); "
+        print(f"parent_model chose {choice.entry.path} (val_3DIoU {choice.entry.metric_value}); "
               f"{len(choice.rejected)} other entries rejected with reasons")
         print(f"resume_model chose {resume.rsplit('/', 1)[-1]}")
         medians = [statistics.median(r[c][0] for r in rows) for c in (0, 1)]

@@ -1,23 +1,26 @@
 """The checkpoint manifest of a results folder: every checkpoint and product, what it is, which epoch and
 step it holds, and the KPIs TAO logged for that epoch.
 
-Built from ONE recursive listing of the folder plus a read of its `status.json` file(s), so it costs the
-same on S3 as locally. Names are parsed rather than guessed from the path (NVIDIA's picker takes the largest
-epoch number found anywhere in the path and ignores Lightning names):
+Built from ONE recursive listing of the folder plus a read of its `status.json` file(s) (and of TAO Deploy's
+evaluation file, when there is one), so it costs the same on S3 as locally. Names are parsed rather than
+guessed from the path (NVIDIA's picker takes the largest epoch number found anywhere in the path and ignores
+Lightning names):
 
-- TAO: `model_epoch_000_step_00020.pth`, unpadded `model_epoch_5_step_120.pth`, `model_best_012.pth`,
-  any `*best*` name, `<model>_model_latest.pth` links; Lightning: `epoch=3-step=100.ckpt`, `last.ckpt`;
-  sharded checkpoints as `epoch_*` / `step_*` directories; at any depth (TAO nests some under `train/`).
+- TAO: `model_epoch_000_step_00020.pth`, RT-DETR's epoch-only `model_epoch_012.pth`, unpadded
+  `model_epoch_5_step_120.pth`, `model_best_012.pth`, any `*best*` name, `<model>_model_latest.pth` (a link
+  to the newest checkpoint, or a file of its own until the first checkpoint is written); Lightning:
+  `epoch=3-step=100.ckpt`, `last.ckpt`; sharded checkpoints as `epoch_*` / `step_*` directories; at any depth
+  (older layouts nest them under `train/`).
 - Kinds: checkpoint, best, latest (a link, or a `*latest*` / `last.ckpt` name — S3 has no links, so names
   decide there), onnx, engine, cal_cache.
 - Incomplete files (size 0, `.tmp` / `.partial` / `.part` suffixes) are listed with the reason and marked
-  `complete: false`; they are never candidates.
-- KPIs: status.json is JSON lines whose `kpi`/`graphical` dicts are sticky (later lines repeat the last
-  values). A value belongs to the epoch of the line where it changed, so an epoch that ran no validation
-  does not inherit the previous epoch's score; a repeated value still counts when another validation
-  value of the same dict changed (a genuine tie). Losses, which change every step, prove nothing about
-  validation. Limit: a tie of a lone validation metric in consecutive epochs reads as a repeat. Epochs are
-  0-based in both status.json and names.
+  `complete: false`; they are never candidates. An ONNX a failed export attempt left is moved aside as
+  `<name>.failed-attempt-N.onnx.partial` before the retry (TAO refuses to overwrite an ONNX) and listed so.
+- KPIs: taoflow.status.StatusReader folds status.json (string KPIs as numbers; the epoch-less "Eval/Train
+  metrics generated." lines attributed to their epoch; sticky repeats ignored). A checkpoint gets the KPIs
+  of its epoch when it holds the end-of-epoch state: a step-based checkpoint written mid-epoch (its step
+  below the step status.json gives for that epoch's end) gets none. Epochs are 0-based in both.
+- `evaluation`: TAO Deploy's evaluate KPIs from `results.json` / `report.csv` (taoflow/evaluation.py).
 
 Stored as `manifest.json` beside the results (`save=True`) and rebuilt on demand; the resolver always
 rebuilds it, because a training pod may have written files since.
@@ -25,14 +28,15 @@ rebuilds it, because a training pod may have written files since.
 
 from __future__ import annotations
 
-import math
 import posixpath
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from taoflow.status import parse_status_lines
+from taoflow.evaluation import EVALUATION_FILES, evaluation_kpis
+from taoflow.kpis import metric_in
+from taoflow.status import parse_status_lines, read_kpis
 from taoflow.store import ArtifactStore, StoreEntry
 
 Kind = Literal["checkpoint", "best", "latest", "onnx", "engine", "cal_cache"]
@@ -44,6 +48,7 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".tlt", ".hdf5")
 ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 CAL_CACHE_SUFFIXES = (".bin", ".cache", ".tensorfile")
 INCOMPLETE_SUFFIXES = (".tmp", ".partial", ".part", ".incomplete")
+FAILED_ATTEMPT = re.compile(r"\.failed-attempt-(\d+)\.", re.IGNORECASE)
 
 _EPOCH = re.compile(r"(?:^|[^a-z])epoch[_=-]?(\d+)", re.IGNORECASE)
 _STEP = re.compile(r"(?:^|[^a-z])step[_=-]?(\d+)", re.IGNORECASE)
@@ -133,81 +138,32 @@ class ManifestEntry:
 
 @dataclass
 class EpochKpis:
-    """KPIs parsed from status.json: values first recorded at each epoch, the last values, the status."""
+    """KPIs parsed from status.json: values first recorded at each epoch, the global step at each epoch's
+    end, every KPI's last value, the last line's status."""
 
     by_epoch: dict[int, dict[str, float]] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)
     status: str | None = None
     max_epoch: int | None = None
     last_epoch: int | None = None
-
-
-def _numeric(values: Any) -> dict[str, float]:
-    out: dict[str, float] = {}
-    if isinstance(values, dict):
-        for key, value in values.items():
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            if not isinstance(value, bool) and math.isfinite(number):
-                out[str(key)] = number
-    return out
-
-
-def _is_loss(key: str) -> bool:
-    return "loss" in key.lower()
+    end_step: dict[int, int] = field(default_factory=dict)
 
 
 def parse_status(text: str, into: EpochKpis | None = None) -> EpochKpis:
-    """Fold status.json lines into per-epoch KPIs. Malformed lines (a line being written) are skipped."""
+    """Fold status.json lines into per-epoch KPIs (taoflow.status.StatusReader: string KPIs read as numbers,
+    epoch-less metric lines attributed to their epoch). Malformed lines (a line being written) are skipped."""
     kpis = into or EpochKpis()
-    seen: dict[tuple[str, str], float] = {}
-    epoch: int | None = None
-    for line in parse_status_lines(text.splitlines()):
-        if line.get("epoch") is not None:
-            try:
-                epoch = int(line["epoch"])
-            except (TypeError, ValueError):
-                pass
-            else:
-                kpis.last_epoch = epoch if kpis.last_epoch is None else max(kpis.last_epoch, epoch)
-        if line.get("max_epoch") is not None:
-            try:
-                kpis.max_epoch = int(line["max_epoch"])
-            except (TypeError, ValueError):
-                pass
-        if line.get("status"):
-            kpis.status = str(line["status"])
-        for group in ("graphical", "kpi"):  # kpi last: it wins where both name a metric
-            values = _numeric(line.get(group))
-            changed = {k for k, v in values.items() if seen.get((group, k)) != v}
-            # A repeated value is sticky noise, unless another validation value of the same dict changed
-            # (a fresh validation with a genuine tie). Losses change every step, so they prove nothing.
-            validated = {k for k in changed if not _is_loss(k)}
-            for key, value in values.items():
-                seen[(group, key)] = value
-                fresh = key in changed or (not _is_loss(key) and bool(validated - {key}))
-                if fresh and epoch is not None:
-                    kpis.by_epoch.setdefault(epoch, {})[key] = value
-            kpis.final.update(values)
+    reader = read_kpis(parse_status_lines(text.splitlines()))
+    for epoch, values in reader.by_epoch.items():
+        kpis.by_epoch.setdefault(epoch, {}).update(values)
+    kpis.end_step.update(reader.end_step)
+    kpis.final.update(reader.final)
+    kpis.status = reader.status or kpis.status
+    if reader.max_epoch is not None:
+        kpis.max_epoch = reader.max_epoch
+    if reader.last_epoch is not None:
+        kpis.last_epoch = max(reader.last_epoch, kpis.last_epoch or 0)
     return kpis
-
-
-def _normalise_metric(name: str) -> str:
-    name = name.lower().replace("/", "_")
-    return name.removeprefix("val_")
-
-
-def metric_in(kpis: dict[str, float], metric: str) -> float | None:
-    """The metric's value: the exact key, else the same name modulo case, `/` vs `_` and a `val_` prefix."""
-    if metric in kpis:
-        return kpis[metric]
-    wanted = _normalise_metric(metric)
-    for key, value in kpis.items():
-        if _normalise_metric(key) == wanted:
-            return value
-    return None
 
 
 @dataclass
@@ -222,6 +178,7 @@ class Manifest:
     status_files: list[str]
     files_seen: int
     built_at: str
+    evaluation: dict[str, float] = field(default_factory=dict)
 
     def of_kind(self, *kinds: Kind, complete_only: bool = True) -> list[ManifestEntry]:
         return [e for e in self.entries if e.kind in kinds and (e.complete or not complete_only)]
@@ -256,7 +213,10 @@ class Manifest:
         return uri
 
 
-def _incomplete_reason(parsed: ParsedName, size: int, is_dir: bool) -> str | None:
+def _incomplete_reason(parsed: ParsedName, size: int, is_dir: bool, name: str = "") -> str | None:
+    if (attempt := FAILED_ATTEMPT.search(name)) and parsed.incomplete_suffix:
+        return (f"left by failed attempt {attempt.group(1)} of this run; moved aside so the retry could write "
+                "a fresh file (TAO refuses to overwrite an existing ONNX)")
     if parsed.incomplete_suffix:
         return f"incomplete: '{parsed.incomplete_suffix}' suffix (still being written or abandoned)"
     if size == 0:
@@ -272,6 +232,12 @@ def _checkpoint_dirs(listing: list[StoreEntry]) -> dict[str, StoreEntry]:
         if item.is_dir and not nested and parse_name(item.path, is_dir=True).kind:
             found[item.path] = item
     return found
+
+
+def _mid_epoch(entry: ManifestEntry, end_step: dict[int, int]) -> bool:
+    """A step-based checkpoint written before its epoch ended: it holds no validated state."""
+    end = end_step.get(entry.epoch) if entry.epoch is not None else None
+    return entry.step is not None and end is not None and entry.step < end
 
 
 def build_manifest(
@@ -302,6 +268,16 @@ def build_manifest(
             parse_status(store.read_text(item.uri), kpis)
         except FileNotFoundError:
             continue
+    evaluation: dict[str, float] = {}
+    evaluation_files = sorted(
+        (i for i in files if with_kpis and posixpath.basename(i.path) in EVALUATION_FILES),
+        key=lambda i: (i.path.count("/"), i.path), reverse=True,
+    )
+    for item in evaluation_files:  # the shallowest file last: it wins
+        try:
+            evaluation.update(evaluation_kpis(posixpath.basename(item.path), store.read_text(item.uri)))
+        except FileNotFoundError:
+            continue
 
     entries: list[ManifestEntry] = []
     dir_members: dict[str, list[StoreEntry]] = {p: [] for p in ckpt_dirs}
@@ -313,7 +289,7 @@ def build_manifest(
         parsed = parse_name(item.path, is_link=item.is_link)
         if parsed.kind is None:
             continue
-        problem = _incomplete_reason(parsed, item.size, False)
+        problem = _incomplete_reason(parsed, item.size, False, posixpath.basename(item.path))
         entries.append(
             ManifestEntry(
                 uri=item.uri, path=item.path, kind=parsed.kind, epoch=parsed.epoch, step=parsed.step,
@@ -342,6 +318,8 @@ def build_manifest(
 
     for entry in entries:
         if entry.epoch is not None and entry.kind in ("checkpoint", "best", "latest"):
+            if _mid_epoch(entry, kpis.end_step):
+                continue
             entry.kpis = dict(kpis.by_epoch.get(entry.epoch, {}))
             if metric:
                 entry.metric_value = metric_in(entry.kpis, metric)
@@ -358,6 +336,7 @@ def build_manifest(
         status_files=[i.uri for i in status_files],
         files_seen=len(files),
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        evaluation=evaluation,
     )
     if save and files:
         manifest.save(store)

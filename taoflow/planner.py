@@ -334,7 +334,7 @@ def handoff_values(
     values: dict[str, Any] = {}
     for key, fn in action.handoffs.items():
         if fn == "output_dir":
-            values[key] = results_uri
+            values[key] = resolver.output_dir(results_uri, image=action.image.value, tao_action=action.tao_action)
         elif fn in ("create_onnx_file", "create_onnx_file_2d", "create_engine_file", "create_cal_cache"):
             values[key] = getattr(resolver, fn)(results_uri, model=skill.name)
         elif fn == "parent_model":

@@ -10,7 +10,10 @@ Which file goes to the next step is where TAO users trip most, so every choice i
     the same epoch. A checkpoint whose epoch has no KPI is a candidate only when no checkpoint has one;
     then TAO's own `*best*` file wins if there is one, else the newest checkpoint.
   * `epoch=` / `step=`: exactly that checkpoint. `latest=True`: the `*_latest.*` link (what TAO calls
-    latest), else the newest checkpoint. A latest link is never chosen unless asked for.
+    latest), else the newest checkpoint. A latest link is never chosen unless asked for, or unless it is
+    all there is (TAO writes it as a file until the first interval checkpoint exists).
+  * names as TAO writes them: `model_epoch_XXX_step_YYYYY.pth`, RT-DETR's `model_epoch_XXX.pth`; a
+    step-based checkpoint written mid-epoch has no KPI of its own (see taoflow/manifest.py).
   * from an export parent: its ONNX file; from a gen_trt_engine parent: its engine.
 - `parent_model_folder` — the folder holding the chosen parent file.
 - `resume_model` — the newest complete checkpoint (by epoch, then step) in the *current* run's own results,
@@ -37,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from taoflow.errors import UserError
+from taoflow.layout import results_dir_for
 from taoflow.manifest import Direction, Kind, Manifest, ManifestEntry, build_manifest, parse_name
 from taoflow.skill import Skill
 from taoflow.store import ArtifactStore
@@ -221,6 +225,13 @@ def _choose_checkpoint(
         rejected += [(e.path, f"older than {exact[0].path}") for e in exact[1:]]
         return Choice(exact[0], manifest, rejected, note="no latest link; the newest checkpoint")
 
+    if not exact and links:
+        # Lightning writes `<model>_model_latest.pth` as a file of its own at every epoch end until the
+        # first interval checkpoint exists (step-based intervals longer than the run): the only model there.
+        links.sort(key=lambda e: (-e.depth, e.mtime or 0.0, e.path), reverse=True)
+        rejected += [(e.path, f"another latest file ({links[0].path}) preferred") for e in links[1:]]
+        return Choice(links[0], manifest, rejected,
+                      note="no exact checkpoint was written (interval longer than the run); TAO's latest file")
     rejected += [(e.path, "a latest link: used only when latest is asked for") for e in links]
     if not exact:
         raise NoCandidate("checkpoint", manifest.results_uri, rejected, manifest.files_seen)
@@ -353,9 +364,13 @@ def _inside(results_uri: str, name: str) -> str:
     return results_uri.rstrip("/") + "/" + name
 
 
-def output_dir(results_uri: str, *, model: str | None = None) -> str:
-    """The run's results folder itself (the spec's `results_dir`)."""
-    return results_uri
+def output_dir(results_uri: str, *, model: str | None = None, image: str | None = None,
+               tao_action: str | None = None) -> str:
+    """The spec's `results_dir`: the folder TAO must be handed so that it writes into `results_uri` (the run
+    folder when TAO appends the step's own folder name, else `results_uri`; see taoflow/layout.py)."""
+    if tao_action is None:
+        return results_uri
+    return results_dir_for(results_uri, image, tao_action)
 
 
 def create_onnx_file(results_uri: str, *, model: str | None = None) -> str:

@@ -1,6 +1,6 @@
 """One real `prefect server start` on loopback, shared by the whole test session.
 
-Much faster than Prefect's test harness (see shared/reference/prefect-notes.md): the server starts once
+Much faster than Prefect's test harness (see docs/prefect-notes.md): the server starts once
 (~10 s), and each flow test only pays for its own API calls.
 """
 

@@ -17,10 +17,25 @@ def rtdetr_source(role_dir: Path) -> dict[str, str]:
     return {"image_dir": str(role_dir / "images"), "json_file": str(role_dir / "annotations.json")}
 
 
+def results_dirs(model: str, action: str, results: Path) -> dict[str, Any]:
+    """Spec values that make TAO write into `results`: the run folder as `results_dir` when `results` is named
+    after TAO's own action folder (as taoflow's planner hands it, taoflow/layout.py), else also
+    `<action>.results_dir`, which TAO's update_results_dir honours first."""
+    from taoflow.layout import results_dir_for
+    from taoflow.skill import load_skill
+
+    step = load_skill(model).action(action)
+    handed = results_dir_for(str(results), step.image.value, step.tao_action)
+    if step.image.value == "data-services" or handed != str(results):
+        return {"results_dir": handed}
+    return {"results_dir": str(results.parent), step.tao_action: {"results_dir": str(results)}}
+
+
 def make_spec(model: str, action: str, data: Path, results: Path, up: dict[str, Any]) -> dict[str, Any]:
-    """The spec of `action` (a skill action name) with `results` as results_dir; `up` holds upstream files:
-    checkpoint, onnx, engine, convert_train, convert_eval."""
-    spec: dict[str, Any] = {"results_dir": str(results)}
+    """The spec of `action` (a skill action name) that makes TAO write into `results`; `up` holds upstream
+    files: checkpoint, onnx, engine, convert_train, convert_eval."""
+    placement = results_dirs(model, action, results)
+    spec: dict[str, Any] = {"results_dir": placement["results_dir"]}
     train_cfg = {"num_epochs": up.get("num_epochs", 4), "checkpoint_interval": up.get("interval", 1),
                  "validation_interval": 1, "seed": 7}
     if model == "rtdetr":
@@ -68,7 +83,8 @@ def make_spec(model: str, action: str, data: Path, results: Path, up: dict[str, 
         elif action == "export":
             spec["export"] = {"checkpoint": up["checkpoint"], "onnx_file": str(results / "centerpose.onnx")}
         elif action == "gen_trt_engine":
-            spec["gen_trt_engine"] = _engine(up, results, [str(data / "calibration" / "train.tar.gz")])
+            # TAO Deploy calibrates from image folders only (initialize_experiments.py:79-88): fp16 here
+            spec["gen_trt_engine"] = _engine(up, results, None, data_type="FP16")
     elif model == "action_recognition":
         label_map = {"catch": 0, "smile": 1}
         spec["dataset"] = {"label_map": label_map, "batch_size": 2}
@@ -85,12 +101,14 @@ def make_spec(model: str, action: str, data: Path, results: Path, up: dict[str, 
             spec["export"] = {"checkpoint": up["checkpoint"], "onnx_file": str(results / "action_recognition.onnx")}
     elif model == "sparse4d":
         if action == "dataset_convert":
-            return {"results_dir": str(results), "aicity": {"root": str(up["root"]), "split": up["split"]}}
+            return {"results_dir": str(results),  # Data Services writes here, no action folder
+                    "aicity": {"root": str(up["root"]), "split": up["split"], "version": "2025",
+                               "camera_grouping_mode": up.get("grouping", "")}}
         spec["dataset"] = {
             "data_root": str(data / "train"), "batch_size": 1,
-            "train_dataset": {"ann_file": str(up["convert_train"] / "annotations.pkl")},
-            "val_dataset": {"ann_file": str(up["convert_eval"] / "annotations.pkl")},
-            "test_dataset": {"ann_file": str(up["convert_eval"] / "annotations.pkl")},
+            "train_dataset": {"ann_file": str(up["convert_train"] / "train")},
+            "val_dataset": {"ann_file": str(up["convert_eval"] / "val")},
+            "test_dataset": {"ann_file": str(up["convert_eval"] / "val")},
         }
         spec["model"] = {"head": {"instance_bank": {"anchor": str(up["convert_train"] / "anchor_init.npy")}}}
         if action == "train":
@@ -122,13 +140,19 @@ def make_spec(model: str, action: str, data: Path, results: Path, up: dict[str, 
             spec["export"] = {"checkpoint": up["checkpoint"], "onnx_file_2d": str(results / "nvpanoptix3d_2d.onnx")}
     else:
         raise ValueError(model)
+    for section, values in placement.items():
+        if isinstance(values, dict):
+            spec.setdefault(section, {}).update(values)
     return spec
 
 
-def _engine(up: dict[str, Any], results: Path, cal: list[str]) -> dict[str, Any]:
-    return {"onnx_file": up["onnx"], "trt_engine": str(results / "model.engine"),
-            "tensorrt": {"data_type": "INT8", "calibration": {"cal_image_dir": cal,
-                                                             "cal_cache_file": str(results / "cal.bin")}}}
+def _engine(up: dict[str, Any], results: Path, cal: list[str] | None, data_type: str = "INT8") -> dict[str, Any]:
+    engine: dict[str, Any] = {"onnx_file": up["onnx"], "trt_engine": str(results / "model.engine"),
+                              "tensorrt": {"data_type": data_type}}
+    if cal is not None:
+        engine["tensorrt"]["calibration"] = {"cal_image_dir": cal, "cal_cache_file": str(results / "cal.bin"),
+                                             "cal_batch_size": 1, "cal_batches": 2}
+    return engine
 
 
 @pytest.mark.parametrize("model", ["rtdetr", "centerpose", "action_recognition", "nvpanoptix3d"])

@@ -294,7 +294,7 @@ def test_pod_command_runs_the_pod_runner_end_to_end(cluster, tmp_path, monkeypat
     finished = collector.finished()
     result = launcher.result(handle)
     assert finished.status == "SUCCESS", (result.message, collector.log_text()[-20:])
-    assert result.emulated and len(list(results.glob("model_epoch_*_step_*.pth"))) == 3
+    assert result.emulated and len(list(results.glob("model_epoch_*.pth"))) == 3  # RT-DETR: by epoch
     assert [e.epoch for e in collector.events if isinstance(e, EpochProgress)] == [0, 1, 2]
     logs = "\n".join(collector.log_text())
     # the runner received the key from the Secret: TAO's spec names the variable, argv never holds the key
@@ -335,7 +335,8 @@ def test_pod_runner_end_to_end_with_an_s3_store(cluster, tmp_path, monkeypatch, 
     run = ActionRun(model="rtdetr", action="train", image=skill.image_for("train"), run_key=key,
                     results_uri=results_uri, emulate=True, secret_overrides={"encryption_key": "TAO_ENCRYPTION_KEY"},
                     spec=make_spec("rtdetr", "train", data, Path("/unused"), {"num_epochs": 2}) | {
-                        "results_dir": results_uri})
+                        "results_dir": store.results_uri("rtdetr", key, "").rstrip("/"),  # TAO adds train/
+                        "train": {"num_epochs": 2, "checkpoint_interval": 1, "validation_interval": 1}})
     profile = KubernetesProfile(store=s3_root, env={"AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]})
     launcher = KubernetesLauncher(profile, api_client=cluster.api_client(), poll_seconds=0.02)
     handle = launcher.submit(run)
@@ -349,6 +350,6 @@ def test_pod_runner_end_to_end_with_an_s3_store(cluster, tmp_path, monkeypatch, 
     result = launcher.result(handle)
     assert result.ok, (result.message, [e.text for e in events if isinstance(e, LogLine)][-15:])
     names = [e.path for e in store.list_files(results_uri)]
-    assert "model_epoch_001_step_00004.pth" in names and "result.json" in names
+    assert "model_epoch_001.pth" in names and "result.json" in names
     assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [0, 1]
     assert PLANTED_SECRET not in store.read_text(store.join(results_uri, "logs", "train.log"))

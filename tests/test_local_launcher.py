@@ -55,7 +55,8 @@ def launch(run: ActionRun, launcher: LocalLauncher | None = None) -> tuple[Actio
 
 
 def checkpoints(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.glob("model_epoch_*_step_*.pth"))
+    """TAO's exact checkpoint names (RT-DETR `model_epoch_XXX.pth`, else `model_epoch_XXX_step_YYYYY.pth`)."""
+    return sorted(p.name for p in folder.glob("model_epoch_*.pth"))
 
 
 def epoch_kpis(folder: Path) -> dict[int, dict]:
@@ -143,7 +144,7 @@ def test_cancel_stops_the_process_group_and_keeps_checkpoints(samples, tmp_path,
     result = launcher.result(handle)
     assert result.status == "CANCELLED"
     assert checkpoints(results)
-    assert read_status(results / "status.json")[-1]["status"] == "FAILURE"
+    assert "finished successfully" not in read_status(results / "status.json")[-1]["message"]
     with pytest.raises(ProcessLookupError):
         os.killpg(handle.pid, 0)
 
@@ -167,8 +168,8 @@ def test_second_submit_attaches_to_the_running_process(samples, tmp_path, monkey
     assert second.attached and second.pid == first.pid
     ok(launcher.result(first))
     assert launcher.result(second).status == "SUCCESS"
-    starts = [r for r in read_status(results / "status.json") if r["status"] == "STARTED"]
-    assert len(starts) == 1
+    starts = [r for r in read_status(results / "status.json") if r["message"] == "Starting RT-DETR train."]
+    assert len(starts) == 1  # one TAO process
 
 
 def test_action_recognition_archives_are_extracted_safely_once(samples, tmp_path):
@@ -188,12 +189,13 @@ def test_remote_results_upload_to_s3(samples, tmp_path, s3_root):  # noqa: F811
     store = ArtifactStore(s3_root)
     results_uri = store.results_uri("rtdetr", "s3run", "train")
     spec = make_spec("rtdetr", "train", samples / "rtdetr", Path("/unused"), {"num_epochs": 2})
-    spec["results_dir"] = results_uri
+    spec["results_dir"] = store.results_uri("rtdetr", "s3run", "").rstrip("/")  # TAO adds train/
+    del spec["train"]["results_dir"]
     run = ActionRun(model="rtdetr", action="train", spec=spec, image="emulator", run_key="s3run",
                     results_uri=results_uri, emulate=True)
     result = ok(launch(run)[0])
     names = {e.path for e in store.list_files(results_uri)}
-    assert {"model_epoch_000_step_00002.pth", "model_epoch_001_step_00004.pth", "rtdetr_model_latest.pth",
+    assert {"model_epoch_000.pth", "model_epoch_001.pth", "rtdetr_model_latest.pth", "experiment.yaml",
             "status.json", "spec.yaml", "logs/train.log"} <= names
     assert result.products["checkpoint"].startswith("s3://")
     assert [e for e in result.manifest["entries"] if e["kind"] == "checkpoint"]
@@ -201,11 +203,11 @@ def test_remote_results_upload_to_s3(samples, tmp_path, s3_root):  # noqa: F811
     # a retry on a fresh machine (no local work folder) resumes from S3 and keeps the status history
     shutil.rmtree(tmp_path / "home")
     spec["train"]["num_epochs"] = 3
-    spec["train"]["resume_training_checkpoint_path"] = store.join(results_uri, "model_epoch_001_step_00004.pth")
+    spec["train"]["resume_training_checkpoint_path"] = store.join(results_uri, "model_epoch_001.pth")
     ok(launch(ActionRun(**{**run.to_dict(), "spec": spec}))[0])
     history = [json.loads(x) for x in store.read_text(store.join(results_uri, "status.json")).splitlines()]
     assert [r["epoch"] for r in history if "epoch" in r] == [0, 1, 2]
-    assert "model_epoch_002_step_00006.pth" in {e.path for e in store.list_files(results_uri)}
+    assert "model_epoch_002.pth" in {e.path for e in store.list_files(results_uri)}
 
 
 def test_progress_reaches_a_remote_store_while_training(samples, tmp_path, s3_root, monkeypatch):  # noqa: F811
@@ -216,7 +218,8 @@ def test_progress_reaches_a_remote_store_while_training(samples, tmp_path, s3_ro
     store = ArtifactStore(s3_root)
     results_uri = store.results_uri("rtdetr", "s3live", "train")
     spec = make_spec("rtdetr", "train", samples / "rtdetr", Path("/unused"), {"num_epochs": 6})
-    spec["results_dir"] = results_uri
+    spec["results_dir"] = store.results_uri("rtdetr", "s3live", "").rstrip("/")  # TAO adds train/
+    del spec["train"]["results_dir"]
     launcher = LocalLauncher()
     handle = launcher.submit(ActionRun(model="rtdetr", action="train", spec=spec, image="emulator",
                                        run_key="s3live", results_uri=results_uri, emulate=True))
@@ -269,7 +272,7 @@ def test_sigterm_to_the_pod_entry_point_reaches_tao(samples, tmp_path, monkeypat
     proc.communicate(timeout=30)
     stored = json.loads((results / "result.json").read_text())
     assert stored["status"] == "CANCELLED"
-    assert read_status(results / "status.json")[-1]["status"] == "FAILURE"
+    assert "finished successfully" not in read_status(results / "status.json")[-1]["message"]
     assert not (results / ".taoflow_run.json").exists()
     header = (results / "logs" / "train.log").read_text().splitlines()[0]
     pid = int(re.search(r" pid (\d+) ", header).group(1))
@@ -277,7 +280,7 @@ def test_sigterm_to_the_pod_entry_point_reaches_tao(samples, tmp_path, monkeypat
         os.killpg(pid, 0)
 
 
-HANDOFF_FILES = {"create_onnx_file": "{model}.onnx", "create_onnx_file_2d": "{model}_2d.onnx",
+HANDOFF_FILES = {"create_onnx_file": "model.onnx", "create_onnx_file_2d": "model_2d.onnx",
                  "create_engine_file": "model.engine", "create_cal_cache": "cal.bin"}
 
 
@@ -285,31 +288,42 @@ HANDOFF_FILES = {"create_onnx_file": "{model}.onnx", "create_onnx_file_2d": "{mo
 def test_skill_pipeline_on_the_emulator(model, samples, tmp_path, monkeypatch):
     """sample data → every step of the skill's pipeline (convert → train, preempted and resumed → evaluate →
     export → quantize → engine → TensorRT evaluate, as the skill has them), each spec built by
-    `taoflow.spec.build_spec` from the skill's template, data sources and handoffs as the planner does."""
+    `taoflow.spec.build_spec` from the skill's template, data sources and handoffs as the planner does, each
+    step's results in `<run>/<step>/` with TAO handed the run folder, each handoff the right file."""
+    from taoflow import resolver
+    from taoflow.kpis import metric_in
     from taoflow.skill import load_skill
     from taoflow.spec import build_spec
+    from taoflow.store import ArtifactStore
 
     skill = load_skill(model)
+    store = ArtifactStore(str(tmp_path))
     data = {p.name: str(p) for p in (samples / model).iterdir()}
     overrides = {"dataset.label_map": {"catch": 0, "smile": 1}} if model == "action_recognition" else {}
     upstream: dict[str, str] = {}
-    products: dict[str, str] = {}
+    handed: dict[str, str] = {}
     results: dict[str, ActionResult] = {}
     launcher = LocalLauncher(poll_seconds=0.05)
     for step in skill.pipeline:
         action = skill.actions[step]
         for role in [r for r in action.per_role if r in data] if action.per_role else [None]:
-            out = tmp_path / (f"{step}-{role}" if role else step)
+            out = tmp_path / "runs" / (f"{step}-{role}" if role else step) / (f"{step}-{role}" if role else step)
             handoffs: dict[str, str] = {}
             for key, fn in action.handoffs.items():
                 if fn == "output_dir":
-                    handoffs[key] = str(out)
+                    handoffs[key] = resolver.output_dir(str(out), image=action.image.value,
+                                                        tao_action=action.tao_action)
                 elif fn == "parent_model":
-                    handoffs[key] = products[action.parent]
+                    handoffs[key] = handed[step] = resolver.parent_model(
+                        store, str(results[action.parent].results_uri), skill=skill, parent_action=action.parent)
                 elif fn in HANDOFF_FILES:
-                    handoffs[key] = str(out / HANDOFF_FILES[fn].format(model=model))
+                    handoffs[key] = str(out / HANDOFF_FILES[fn])
+            # TAO Deploy calibrates INT8 from image folders only; CenterPose's skill hands a tarball: FP16 there
+            engine = {"gen_trt_engine.tensorrt.data_type": "INT8",
+                      "gen_trt_engine.tensorrt.calibration.cal_batches": 2} if model == "rtdetr" else \
+                {"gen_trt_engine.tensorrt.data_type": "FP16"}
             extra = {"train": {"train.num_epochs": 3, "train.checkpoint_interval": 1},
-                     "gen_trt_engine": {"gen_trt_engine.tensorrt.data_type": "INT8"}}.get(step, {})
+                     "gen_trt_engine": engine}.get(step, {})
             spec = build_spec(skill, step, data=data, handoffs=handoffs, overrides={**overrides, **extra},
                               upstream=upstream, role=role)
             if step == "train":
@@ -317,41 +331,63 @@ def test_skill_pipeline_on_the_emulator(model, samples, tmp_path, monkeypatch):
                 stopped = launch(make_run(model, step, spec, out), launcher)[0]
                 monkeypatch.delenv("TAOFLOW_EMULATOR_FAULT")
                 assert (stopped.status, stopped.failure_class, stopped.exit_code) == ("FAILURE", "infra", 143)
-                assert [c.split("_step")[0] for c in checkpoints(out)] == ["model_epoch_000", "model_epoch_001"]
-                spec["train"]["resume_training_checkpoint_path"] = str(out / checkpoints(out)[-1])
+                assert [c[:15] for c in checkpoints(out)] == ["model_epoch_000", "model_epoch_001"]
+                spec["train"]["resume_training_checkpoint_path"] = resolver.resume_model(store, str(out))
             result, events = launch(make_run(model, step, spec, out), launcher)
             results[step] = ok(result)
+            assert not (out / action.tao_action).exists(), "TAO's own folder is the step's folder"
             upstream[f"{step}:{role}" if role else step] = str(out)
             upstream.setdefault(step, str(out))
-            kind = {"train": "checkpoint", "export": "onnx", "gen_trt_engine": "engine"}.get(step)
-            if kind:
-                products[step] = result.products[kind]
+            lines = read_status(out / "status.json")
+            assert "SUCCESS" not in {r["status"] for r in lines}
+            assert lines[-1]["status"] == "RUNNING" and lines[-1]["message"].endswith("finished successfully.")
             if step == "train":
                 assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [2]
                 assert len(checkpoints(out)) == 3 and result.epochs_run == 1
+                assert all(c.startswith("model_epoch_") and ("_step_" in c) == (model != "rtdetr")
+                           for c in checkpoints(out))
                 latest = next(out.glob("*_model_latest.pth"))
                 assert latest.is_symlink() and os.readlink(latest) == checkpoints(out)[-1]
-                lines = read_status(out / "status.json")
-                assert [r["status"] for r in lines][-2:] == ["RUNNING", "SUCCESS"]
-                assert lines[-1]["message"] == f"train action completed successfully for {model}"
-                assert any(e["kind"] == "checkpoint" for e in result.manifest["entries"])
+                assert lines[-2]["message"] == "Training loop complete."
+                best = metric_in(result.kpis_best, skill.monitoring.metric)
+                assert best is not None and best == max(
+                    v for k in epoch_kpis_all(out).values() if (v := metric_in(k, skill.monitoring.metric)))
+            if step in ("evaluate", "export", "quantize"):  # the parent's best checkpoint, by its metric
+                manifest = results["train"].manifest
+                chosen = next(e for e in manifest["entries"] if e["uri"] == handed[step])
+                assert chosen["metric_value"] == max(e["metric_value"] for e in manifest["entries"]
+                                                     if e["metric_value"] is not None)
             if step == "evaluate":
-                report = json.loads((out / "evaluation_results.json").read_text())
-                assert report["emulated"] is True and report["epoch"] == 2
-                assert report["metrics"] == epoch_kpis(tmp_path / "train")[2] == result.kpis_final
+                assert result.kpis_final and not any("train" in k or "loss" in k for k in result.kpis_final)
             if step == "export":
-                assert b"EMULATED" in Path(products["export"]).read_bytes()[:80]
+                assert handed[step].endswith(".pth")
+                assert b"EMULATED" in Path(result.products["onnx"]).read_bytes()[:80]
             if step == "quantize":
-                assert (out / "quantized_model.pth").is_file()
+                assert list(out.glob("quantized_model_*.pth"))
             if step == "gen_trt_engine":
-                assert set(result.products) >= {"engine", "cal_cache", "log", "status"}
+                assert handed[step] == results["export"].products["onnx"]
+                assert set(result.products) >= ({"engine", "log", "status"} | ({"cal_cache"} if model == "rtdetr"
+                                                                                 else set()))
             if step == "trt_evaluate":
-                assert result.kpis_final == results["evaluate"].kpis_final
+                assert handed[step] == results["gen_trt_engine"].products["engine"]
+                metric = skill.monitoring.metric
+                trt, torch = metric_in(result.kpis_final, metric), metric_in(results["evaluate"].kpis_final, metric)
+                assert trt is not None and torch is not None and 0 < torch - trt < 0.02  # close, a bit lower
     if model == "sparse4d":
         import numpy as np
 
-        assert np.load(tmp_path / "dataset_convert-train" / "anchor_init.npy").shape == (900, 11)
-    assert {"train", "export"} <= set(products)
+        converted = tmp_path / "runs" / "dataset_convert-train" / "dataset_convert-train"
+        assert np.load(converted / "anchor_init.npy").shape[1] == 11
+        assert sorted(p.name for p in (converted / "train").iterdir()) == [
+            "Warehouse_000+bev-sensor-1_infos_train.pkl", "Warehouse_001+bev-sensor-1_infos_train.pkl"]
+        assert not list(tmp_path.rglob("annotations.pkl"))
+    assert {"train", "export"} <= set(results)
+
+
+def epoch_kpis_all(folder: Path) -> dict[int, dict[str, float]]:
+    from taoflow.status import read_kpis
+
+    return read_kpis(read_status(folder / "status.json")).by_epoch
 
 
 def test_inputs_on_s3_are_staged_and_archives_extracted(samples, tmp_path, s3_root):  # noqa: F811
@@ -401,47 +437,87 @@ def test_explicit_stage_and_extract(samples, tmp_path):
 
 
 FAKE_TAO = '''#!{python}
-"""Stands in for TAO's `rtdetr` console script (TAO cannot be installed here): writes what TAO writes."""
-import json, os, re, sys
+"""Stands in for TAO's `rtdetr` console script (TAO cannot be installed here): writes what TAO 6.x writes,
+from tests/tao_layouts.py (built from NVIDIA's source), where TAO writes it: `<results_dir>/<action>/`."""
+import os, re, sys
+sys.path.insert(0, {repo!r})
 import yaml
+from pathlib import Path
+from tests.tao_layouts import write_train
 action, spec_path, overrides = sys.argv[1], sys.argv[3], sys.argv[4:]
 spec = yaml.safe_load(open(spec_path))
-out = os.path.join(spec["results_dir"], action)
-os.makedirs(out, exist_ok=True)
-with open(os.path.join(out, "status.json"), "a") as fh:
-    for line in ({{"status": "STARTED", "message": "Starting Training Loop."}},
-                 {{"status": "RUNNING", "epoch": 0, "max_epoch": 0, "kpi": {{"val_mAP": 0.5}}, "message": "m"}},
-                 {{"status": "SUCCESS", "message": "Train finished successfully."}}):
-        fh.write(json.dumps(line) + "\\n")
-open(os.path.join(out, "model_epoch_000_step_00001.pth"), "wb").write(b"weights")
+out = Path((spec.get(action) or {{}}).get("results_dir") or Path(spec["results_dir"]) / action)
+out.mkdir(parents=True, exist_ok=True)
 env_ref = re.fullmatch(r"\\$\\{{oc\\.env:(\\w+)\\}}", spec.get("encryption_key") or "")  # OmegaConf's oc.env
 key = os.environ[env_ref.group(1)] if env_ref else spec.get("encryption_key")
-print("real TAO", action, "overrides:", " ".join(overrides), "encryption_key:", key)
+print("real TAO", action, "overrides:", " ".join(overrides), "encryption_key:", key, flush=True)
+write_train(out, "rtdetr", [0.3, 0.6, 0.5], steps=2)
 '''
 
 
 def test_real_tao_is_used_when_its_entry_point_is_installed(samples, tmp_path, monkeypatch):
-    """A fake `rtdetr` executable on PATH stands in for TAO's console script (TAO cannot be installed here):
-    without `emulate`, the launcher runs it with the spec path (whose key names the secret's variable, which
-    the process resolves from its environment; the value is masked in the log), and reads the
-    status.json and checkpoint TAO writes under `<results_dir>/train/`."""
+    """A fake `rtdetr` executable on PATH stands in for TAO's console script (TAO cannot be installed here)
+    and writes the results folder real TAO 6.x writes (tests/tao_layouts.py): without `emulate`, the launcher
+    runs it with the spec path (whose key names the secret's variable, resolved from its environment; the
+    value is masked in the log), hands it the run folder, and reads TAO's shapes —
+    string KPIs, metric lines without an epoch, no SUCCESS line, RT-DETR's epoch-only checkpoint names."""
+    from taoflow.resolver import parent_model
+    from taoflow.store import ArtifactStore
+
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "rtdetr"
-    script.write_text(FAKE_TAO.format(python=sys.executable))
+    script.write_text(FAKE_TAO.format(python=sys.executable, repo=str(Path(__file__).resolve().parents[1])))
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("KEY_VAR", "k-e-y")
-    results = tmp_path / "train"
+    results = tmp_path / "runs" / "rtdetr" / "real" / "train"
+    spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 3})
+    assert spec["results_dir"] == str(results.parent)
     run = ActionRun(model="rtdetr", action="train", run_key="real", image="tao", results_uri=str(results),
-                    spec=make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 1}),
-                    secret_overrides={"encryption_key": "KEY_VAR"})
+                    spec=spec, secret_overrides={"encryption_key": "KEY_VAR"})
     result, events = launch(run)
     ok(result)
-    assert result.emulated is False and result.kpis_final == {"val_mAP": 0.5}
-    assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [0]
+    assert result.emulated is False
+    assert result.kpis_best["val_mAP50"] == 0.6 and result.kpis_final["val_mAP50"] == 0.5  # strings read
+    progress = [e for e in events if isinstance(e, EpochProgress)]
+    assert [(e.epoch, e.kpi["val_mAP50"], e.kpi["train_loss"]) for e in progress] == [
+        (0, 0.3, 10.0), (1, 0.6, 5.0), (2, 0.5, 10 / 3)]
     assert "real TAO train overrides:  encryption_key: ****" in [e.text for e in events if isinstance(e, LogLine)]
-    assert result.products["checkpoint"].endswith("train/train/model_epoch_000_step_00001.pth")
+    assert result.products["checkpoint"] == str(results / "model_epoch_002.pth")
+    assert parent_model(ArtifactStore(str(tmp_path)), str(results), parent_action="train",
+                        metric="val_mAP50", direction="maximize") == str(results / "model_epoch_001.pth")
     monkeypatch.setenv("PATH", "/usr/bin")
     with pytest.raises(UserError, match="not installed"):
         LocalLauncher().submit(ActionRun(**{**run.to_dict(), "emulate": False, "run_key": "real2"}))
+
+
+def test_an_export_retry_never_collides_with_the_onnx_a_failed_attempt_left(samples, tmp_path, monkeypatch):
+    """TAO refuses to overwrite an ONNX ("Default onnx file … already exists"): an attempt killed after writing
+    it would make every retry fail. The launcher moves it aside before the retry; the manifest lists it as
+    incomplete with the reason, and the fresh file is what is handed on."""
+    from taoflow.resolver import parent_model
+    from taoflow.store import ArtifactStore
+
+    trained = tmp_path / "runs" / "t" / "train"
+    ok(launch(make_run("rtdetr", "train", make_spec("rtdetr", "train", samples / "rtdetr", trained,
+                                                    {"num_epochs": 1}), trained))[0])
+    results = tmp_path / "runs" / "x" / "export"
+    spec = make_spec("rtdetr", "export", samples / "rtdetr", results,
+                     {"checkpoint": str(trained / "model_epoch_000.pth")})
+    spec["export"]["onnx_file"] = str(results / "model.onnx")
+    monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "sigkill@end")
+    killed, _ = launch(make_run("rtdetr", "export", spec, results, run_key="exp"))
+    assert (killed.status, killed.failure_class) == ("FAILURE", "infra") and (results / "model.onnx").is_file()
+    first = (results / "model.onnx").read_bytes()
+
+    retry, events = launch(make_run("rtdetr", "export", spec, results, run_key="exp"))
+    ok(retry)
+    moved = results / "model.failed-attempt-1.onnx.partial"
+    assert moved.read_bytes() == first
+    assert any("moved to model.failed-attempt-1.onnx.partial" in e.text for e in events if isinstance(e, LogLine))
+    listed = {e["path"]: e for e in retry.manifest["entries"]}
+    assert listed[moved.name]["complete"] is False and "failed attempt 1" in listed[moved.name]["problem"]
+    assert retry.products["onnx"] == str(results / "model.onnx")
+    assert parent_model(ArtifactStore(str(tmp_path)), str(results), parent_action="export") == \
+        str(results / "model.onnx")

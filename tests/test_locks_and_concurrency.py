@@ -197,5 +197,5 @@ def test_two_concurrent_flows_with_the_same_inputs_train_once(tmp_path, prefect_
     uris = {o["results"]["train"]["results_uri"] for o in outcomes}
     assert len(uris) == 1
     records = [json.loads(line) for line in (Path(uris.pop()) / "status.json").read_text().splitlines()]
-    assert sum(1 for r in records if r.get("status") == "STARTED") == 1, "train ran exactly once"
+    assert sum(1 for r in records if r.get("message") == "Starting Training Loop.") == 1, "train ran exactly once"
     assert sorted(o["results"]["train"]["cached"] for o in outcomes) == [False, True]

@@ -77,6 +77,54 @@ def test_full_pipeline_on_the_emulator(model, sample_root, tmp_path, prefect_api
     missing = [a for a in PIPELINE_ORDER if a not in load_skill(model).actions]
     assert {s["action"] for s in summary["skipped"]} == set()  # default plan = the skill's own pipeline
     assert not (set(missing) & skill_steps)
+    assert_chain_hands_on_the_right_files(model, summary["results"])
+
+
+def _spec(result: dict) -> dict:
+    return yaml.safe_load((Path(result["results_uri"]) / "spec.yaml").read_text())
+
+
+def assert_chain_hands_on_the_right_files(model: str, results: dict[str, dict]) -> None:
+    """train → evaluate → export → gen_trt_engine → trt_evaluate (as far as the model has them), on the store
+    layout TAO really writes: each step's files in `<run>/<step>/` (TAO handed the run folder), TAO's lines
+    (no SUCCESS), and each step given the file its parent made — the best checkpoint by the skill's metric,
+    the export's ONNX, the engine — with TensorRT's KPIs close to PyTorch's."""
+    from taoflow.kpis import metric_in
+    from taoflow.skill import load_skill
+    from taoflow.status import read_status
+
+    skill = load_skill(model)
+    for name, result in results.items():
+        folder = Path(result["results_uri"])
+        action = skill.actions[result["action"]]
+        assert _spec(result)["results_dir"] == (str(folder) if action.image.value == "data-services"
+                                                else str(folder.parent)), name
+        lines = read_status(folder / "status.json")
+        assert lines and "SUCCESS" not in {r["status"] for r in lines}, name
+        assert lines[-1]["message"].endswith("finished successfully."), name
+    entries = results["train"]["manifest"]["entries"]
+    best = max((e for e in entries if e["metric_value"] is not None), key=lambda e: (e["metric_value"], e["epoch"]))
+    handed = {"evaluate": ("evaluate", "checkpoint"), "export": ("export", "checkpoint"),
+              "quantize": ("quantize", "model_path")}
+    for step, (section, key) in handed.items():
+        if step in results:
+            assert _spec(results[step])[section][key] == best["uri"], step
+    if "gen_trt_engine" in results:
+        assert _spec(results["gen_trt_engine"])["gen_trt_engine"]["onnx_file"] == results["export"]["products"]["onnx"]
+        engine = results["gen_trt_engine"]["products"]["engine"]
+        assert _spec(results["trt_evaluate"])["evaluate"]["trt_engine"] == engine
+        metric = skill.monitoring.metric
+        torch = metric_in(results["evaluate"]["kpis_final"], metric)
+        trt = metric_in(results["trt_evaluate"]["kpis_final"], metric)
+        assert torch is not None and trt is not None and 0 < torch - trt < 0.005  # fp32 engines: close
+    if model == "sparse4d":
+        converted = {r["results_uri"].rsplit("-", 1)[1]: Path(r["results_uri"]) for n, r in results.items()
+                     if n.startswith("dataset_convert")}
+        dataset = _spec(results["train"])["dataset"]
+        assert dataset["train_dataset"]["ann_file"] == str(converted["train"] / "train")
+        assert dataset["val_dataset"]["ann_file"] == str(converted["eval"] / "val")
+        assert list((converted["train"] / "train").glob("*_infos_train.pkl"))
+        assert Path(_spec(results["train"])["model"]["head"]["instance_bank"]["anchor"]).is_file()
 
 
 def test_train_killed_at_epoch_5_retries_and_resumes(sample_root, tmp_path, prefect_api, monkeypatch):
@@ -90,7 +138,7 @@ def test_train_killed_at_epoch_5_retries_and_resumes(sample_root, tmp_path, pref
     assert train["status"] == "SUCCESS"
     results = Path(train["results_uri"])
     resumed_from = yaml.safe_load((results / "spec.yaml").read_text())["train"]["resume_training_checkpoint_path"]
-    assert Path(resumed_from).name.startswith("model_epoch_004_"), "resumed from the checkpoint of epoch 5"
+    assert Path(resumed_from).name == "model_epoch_004.pth", "resumed from the checkpoint of epoch 5"
     epochs = _epochs_trained(train["results_uri"])
     assert max(epochs) == 9
     assert len(epochs) <= 10 + 1, f"trained {len(epochs)} emulated epochs in total: {epochs}"
@@ -132,3 +180,22 @@ def test_spec_error_in_export_overrides_fails_in_preflight_before_train(sample_r
         state.result()
     assert "export.input_widht" in str(err.value)
     assert not (store / "runs").exists(), "nothing may run before the whole plan validates"
+
+
+def test_actions_killed_after_writing_their_products_retry_and_hand_on_fresh_files(sample_root, tmp_path,
+                                                                                    prefect_api, monkeypatch):
+    """Every action of the first attempt is killed after its products are written (`sigkill@end`): each
+    retries (infra), train resumes from its own checkpoint, and export's retry does not trip over the ONNX
+    the killed attempt left (TAO refuses to overwrite it): it is moved aside and listed in the manifest."""
+    monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "sigkill@end")
+    params = demo_parameters("rtdetr", sample_root / "rtdetr", str(tmp_path / "store"),
+                             actions=["train", "export"],
+                             overrides={"train": {"train.num_epochs": 2, "train.checkpoint_interval": 1}})
+    summary = _run("rtdetr", params)
+    export = summary["results"]["export"]
+    assert export["status"] == "SUCCESS"
+    entries = {e["path"]: e for e in export["manifest"]["entries"]}
+    assert entries["model.onnx"]["complete"] and not entries["model.failed-attempt-1.onnx.partial"]["complete"]
+    assert export["products"]["onnx"].endswith("/export/model.onnx")
+    train = summary["results"]["train"]
+    assert _spec(train)["train"]["resume_training_checkpoint_path"].endswith("model_epoch_001.pth")

@@ -18,6 +18,7 @@ import taoflow.launchers.local as local_launcher
 from flows import model_flow
 from flows.demo import demo_parameters
 from taoflow.datasets import write_sample_data
+from taoflow.launchers.secrets import env_reference
 
 PLANTED = "planted-S3CR3T-7f1c2a"
 
@@ -124,7 +125,7 @@ def test_the_spec_reference_is_what_omegaconf_resolves(monkeypatch, tmp_path):
 
     monkeypatch.setenv("TAO_ENCRYPTION_KEY", PLANTED)
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump({"encryption_key": local_launcher.env_reference("TAO_ENCRYPTION_KEY"),
+    spec_path.write_text(yaml.safe_dump({"encryption_key": env_reference("TAO_ENCRYPTION_KEY"),
                                          "train": {"num_epochs": 2}}))
     assert OmegaConf.load(spec_path).encryption_key == PLANTED
     assert load_spec(spec_path, {})["encryption_key"] == PLANTED

@@ -166,9 +166,10 @@ def test_sparse4d_convert_runs_per_role_and_train_reads_its_outputs():
     train = build_spec(skill, "train", data=data, upstream=upstream)
     assert train["dataset"]["data_root"] == f"{S3}/train"
     assert train["model"]["head"]["instance_bank"]["anchor"] == "s3://r/c-train/anchor_init.npy"
-    assert train["dataset"]["train_dataset"]["ann_file"] == "s3://r/c-train/annotations.pkl"
-    assert train["dataset"]["val_dataset"]["ann_file"] == "s3://r/c-eval/annotations.pkl"
-    assert train["dataset"]["test_dataset"]["ann_file"] == "s3://r/c-eval/annotations.pkl"  # inference → eval
+    # the converter's per-split folders of per-scene pickles (docs/tao-contract.md D2, D6)
+    assert train["dataset"]["train_dataset"]["ann_file"] == "s3://r/c-train/train"
+    assert train["dataset"]["val_dataset"]["ann_file"] == "s3://r/c-eval/val"
+    assert train["dataset"]["test_dataset"]["ann_file"] == "s3://r/c-eval/val"  # inference → eval's val split
 
     with pytest.raises(UserError) as info:
         build_spec(skill, "train", data=data, upstream={"dataset_convert": "s3://r/c-train"})

@@ -22,7 +22,7 @@ S3 = "s3://bucket/data"
 DATA = {"train": f"{S3}/train", "eval": f"{S3}/eval", "inference": f"{S3}/inference", "calibration": f"{S3}/cal"}
 RESULTS = "s3://bucket/runs/{model}/0123abcd/{action}"
 
-# Typical overrides per (model, action) from ../shared/reference/tao-skills/<model>.md (keys that do not
+# Typical overrides per (model, action) from NVIDIA's TAO skill notes per model (keys that do not
 # exist in TAO Core 7.3.0 are left out: the notes' top-level `train_dataset.sequences_split_num` is
 # `dataset.train_dataset.sequences_split_num` there).
 COMMON_TRAIN = {"train.num_epochs": 10, "train.checkpoint_interval": 10, "train.validation_interval": 10,

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 
 from taoflow.automl.space import SearchSpace
 from taoflow.automl.study import SweepSettings, rung_epochs, trial_overrides
+from taoflow.kpis import metric_in
 from taoflow.launchers.base import EpochProgress, Finished, Launcher
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Skill
@@ -189,8 +190,7 @@ class SweepController:
 
     # ------------------------------------------------------------------ events
     def _metric_of(self, kpis: Mapping[str, float]) -> float | None:
-        value = kpis.get(self.settings.metric)
-        return float(value) if isinstance(value, (int, float)) else None
+        return metric_in(dict(kpis), self.settings.metric)  # TAO's names per action (taoflow/kpis.py)
 
     def _handle(self, number: int, event: Any) -> None:
         active = self._active.get(number)

@@ -1,9 +1,13 @@
-"""Per-model knowledge of the emulator: where each action reads its data, and the model's own failures.
+"""Per-model knowledge of the emulator: where each action reads its data, how TAO names the model and its
+checkpoints, and the model's own failures.
 
 Each model class reads the same spec keys TAO's entrypoint reads, opens the data with the shared readers
 (taoflow.datasets.formats) and raises the exceptions TAO raises — a tarball where a directory is expected,
 fp16 on NVPanoptix3D, a category id ≥ num_classes on RT-DETR, an export at a shape the model was not built
 for. Counts it returns (samples) set the step numbers of checkpoints, as the dataloader length does in TAO.
+Names (docs/tao-contract.md): the `name` passed to TAO's monitor_status per image, the checkpoint file name
+(RT-DETR's ModelCheckpoint uses `model_{epoch:03d}`, TAOLightningModule `model_{epoch:03d}_{step:05d}`, with
+`_` for `=`), the latest link `<checkpoint_filename>_latest.pth`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class ModelEmulator:
     name = ""
     latest_link = ""
     onnx_key = "export.onnx_file"
+    display_name = ""  # monitor_status(name=…) of the PyTorch scripts
+    deploy_name: str | None = None  # monitor_status(name=…) of the TAO Deploy scripts (None: no TensorRT evaluate)
+    step_checkpoints = True  # honours train.checkpoint_interval_unit: step (TAOLightningModule)
+    onnx_exists_message = "Default onnx file {} already exists"
 
     def __init__(self, spec: Spec, results_dir: Path):
         self.spec = spec
@@ -81,16 +89,30 @@ class ModelEmulator:
         """What a checkpoint records about how it was built (checked again at export)."""
         return {}
 
-    def default_onnx(self) -> str:
-        return str(self.results_dir / f"{self.name}.onnx")
+    def has_validation(self) -> bool:
+        """Whether training validates (writes "Eval metrics generated." lines)."""
+        return True
 
-    def extra_exports(self) -> dict[str, str]:
-        return {}
+    def checkpoint_name(self, epoch: int, step: int) -> str:
+        return f"model_epoch_{epoch:03d}_step_{step:05d}.pth"
+
+    def default_onnx(self, checkpoint: str) -> str:
+        """`export.onnx_file` null: the checkpoint's path with `.onnx` (rtdetr/scripts/export.py:126-131)."""
+        return str(Path(checkpoint).with_suffix(".onnx"))
 
 
 class RTDETR(ModelEmulator):
     name = "rtdetr"
     latest_link = "rtdetr_model_latest.pth"
+    display_name = "RT-DETR"
+    deploy_name = "rtdetr"
+    step_checkpoints = False  # pl_rtdetr_model.py:106-113: every_n_epochs only
+
+    def checkpoint_name(self, epoch: int, step: int) -> str:
+        return f"model_epoch_{epoch:03d}.pth"
+
+    def has_validation(self) -> bool:
+        return self.spec.has("dataset.val_data_sources")
 
     def _sources(self, key: str) -> list[formats.CocoInfo]:
         infos = []
@@ -165,6 +187,8 @@ class RTDETR(ModelEmulator):
 class CenterPose(ModelEmulator):
     name = "centerpose"
     latest_link = "centerpose_model_latest.pth"
+    display_name = "Centerpose"
+    deploy_name = "centerpose"
 
     def train_data(self) -> int:
         count = formats.read_centerpose_tar(self.spec.get("dataset.train_data")).num_images
@@ -198,6 +222,8 @@ class CenterPose(ModelEmulator):
 class ActionRecognition(ModelEmulator):
     name = "action_recognition"
     latest_link = "ar_model_latest.pth"
+    display_name = "Action Recognition"
+    onnx_exists_message = "Default output file {} already exists"
 
     def _streams(self) -> list[str]:
         kind = str(self.spec.get("model.model_type", "joint"))
@@ -244,13 +270,15 @@ class ActionRecognition(ModelEmulator):
 class Sparse4D(ModelEmulator):
     name = "sparse4d"
     latest_link = "sparse4d_model_latest.pth"
+    display_name = "Sparse4D"
 
     def _anchor(self) -> tuple[int, ...]:
         import numpy as np
 
         path = self.spec.get("model.head.instance_bank.anchor")
         if not path:
-            raise ValueError("model.head.instance_bank.anchor is not set (the anchor_init.npy of dataset_convert)")
+            raise ValueError("model.head.instance_bank.anchor is not set (the anchor dataset_convert writes at "
+                             "aicity.anchor_init_config.output_file_name)")
         anchors = np.load(path)  # FileNotFoundError: [Errno 2] No such file or directory: '<path>' as in TAO
         return tuple(anchors.shape)
 
@@ -288,6 +316,7 @@ class NVPanoptix3D(ModelEmulator):
     name = "nvpanoptix3d"
     latest_link = "nvpanoptix3d_model_latest.pth"
     onnx_key = "export.onnx_file_2d"
+    display_name = "NVPanoptix3D"  # its scripts are in no public release: the common pattern is assumed
 
     def batch_size(self) -> int:
         return max(int(self.spec.get("dataset.train.batch_size", 1)), 1)
@@ -325,8 +354,6 @@ class NVPanoptix3D(ModelEmulator):
                              f"inference.images_dir={images_dir} (subfolders are not scanned)")
         return count
 
-    def default_onnx(self) -> str:
-        return str(self.results_dir / "nvpanoptix3d_2d.onnx")
 
 
 MODELS: dict[str, type[ModelEmulator]] = {

@@ -40,9 +40,10 @@ from taoflow.k8s import (
 from taoflow.launchers.base import Event, Finished, result_after_events
 from taoflow.launchers.kubernetes import remove_stale_result, store_status_events
 from taoflow.launchers.logstream import drain_lines, pump_lines
+from taoflow.layout import candidate_folders
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Skill, load_skill
-from taoflow.status import classify_failure, final_and_best
+from taoflow.status import StatusReader, classify_failure, final_and_best, run_outcome
 
 RUN_DIR = "/run/taoflow"
 CONTAINER_HOME = "/tmp/taoflow"  # writable for any UID (the container runs as the caller)
@@ -62,6 +63,7 @@ class DockerHandle:
     follower: threading.Thread | None = None
     status_offsets: dict[str, int] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
+    reader: StatusReader = field(default_factory=StatusReader)
     started: float = field(default_factory=time.time)
     result_value: ActionResult | None = None
 
@@ -222,7 +224,8 @@ class DockerLauncher:
             yield Finished(r.status, r.message or "", r.failure_class, r.remedy)
             return
         skill = load_skill(handle.run.model)
-        tao_action = skill.action(handle.run.action).tao_action
+        action = skill.action(handle.run.action)
+        folders = candidate_folders(action.image.value, action.tao_action)
         store = self._store(handle.run)
         if handle.follower is None:
             handle.follower = threading.Thread(target=self._follow, args=(handle,), daemon=True)
@@ -231,16 +234,17 @@ class DockerLauncher:
             handle.container.reload()
             running = handle.container.status in ("created", "running", "restarting", "paused")
             yield from self._drain(handle)
-            yield from store_status_events(store, handle.run.results_uri, tao_action, handle.status_offsets,
-                                           handle.records)
+            yield from store_status_events(store, handle.run.results_uri, folders, handle.status_offsets,
+                                           handle.records, handle.reader)
             if not running or handle.cancelled:
                 break
             time.sleep(self.poll_seconds)
         exit_code = int(handle.container.wait().get("StatusCode", -1))
         handle.follower.join(timeout=10)
         yield from self._drain(handle)
-        yield from store_status_events(store, handle.run.results_uri, tao_action, handle.status_offsets,
-                                       handle.records)
+        yield from store_status_events(store, handle.run.results_uri, folders, handle.status_offsets,
+                                       handle.records, handle.reader)
+        yield from handle.reader.close()
         result = self._finish(handle, skill, exit_code)
         handle.result_value = result
         yield Finished(result.status, result.message or "", result.failure_class, result.remedy)
@@ -264,7 +268,7 @@ class DockerLauncher:
             manifest = None
         final, best = final_and_best(handle.records, metric, direction)
         common = {"manifest": manifest, "kpis_final": final, "kpis_best": best, "exit_code": exit_code}
-        if exit_code == 0:
+        if run_outcome(handle.records, exit_code) == "SUCCESS":
             return ActionResult(**base, **common, status="SUCCESS", message="result.json missing; exit code 0")
         if state.get("OOMKilled"):
             return ActionResult(**base, **common, status="FAILURE", failure_class="infra",

@@ -28,7 +28,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +49,10 @@ from taoflow.k8s import (
 )
 from taoflow.launchers.base import Event, Finished, LogLine, result_after_events
 from taoflow.launchers.logstream import drain_lines, pump_lines
+from taoflow.layout import candidate_folders
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Skill, load_skill
-from taoflow.status import classify_failure, events_for, final_and_best
+from taoflow.status import StatusReader, classify_failure, final_and_best
 
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
@@ -84,6 +85,7 @@ class KubernetesHandle:
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
     status_offsets: dict[str, int] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
+    reader: StatusReader = field(default_factory=StatusReader)
     notices: set[str] = field(default_factory=set)
     failure: PodFailure | None = None
     job_failure_reason: str | None = None
@@ -175,12 +177,17 @@ def _container_started(pod: dict[str, Any]) -> bool:
     return False
 
 
-def store_status_events(store: Any, results_uri: str, tao_action: str, offsets: dict[str, int],
-                        records: list[dict[str, Any]]) -> Iterator[Event]:
+def store_status_events(store: Any, results_uri: str, folders: str | Sequence[str], offsets: dict[str, int],
+                        records: list[dict[str, Any]], reader: StatusReader | None = None) -> Iterator[Event]:
     """Events for the status.json lines that appeared in the store since the last call (TAO writes
-    `<results>/status.json` or `<results>/<action>/status.json`). `offsets` and `records` are the caller's
-    memory between calls; only complete lines are read, so a line being written is read next time."""
-    for uri in (store.join(results_uri, "status.json"), store.join(results_uri, tao_action, "status.json")):
+    `<results>/status.json`, or `<results>/<folder>/status.json` in older layouts — `folders`, see
+    taoflow/layout.py). `offsets`, `records` and `reader` (which attributes KPIs to epochs across lines) are
+    the caller's memory between calls; only complete lines are read, so a line being written is read next
+    time. Call `reader.close()` once the run has ended for the last epoch's progress."""
+    reader = reader if reader is not None else StatusReader()
+    names = [folders] if isinstance(folders, str) else list(folders)
+    uris = [store.join(results_uri, "status.json")] + [store.join(results_uri, n, "status.json") for n in names]
+    for uri in uris:
         try:
             data = store.read_text(uri)
         except (FileNotFoundError, OSError):
@@ -197,7 +204,8 @@ def store_status_events(store: Any, results_uri: str, tao_action: str, offsets: 
                 continue
             if isinstance(record, dict):
                 records.append(record)
-                yield from events_for(record)
+                yield from reader.feed(record)
+    yield from reader.tick()
 
 
 def remove_stale_result(store: Any, results_uri: str) -> None:
@@ -415,6 +423,7 @@ class KubernetesLauncher:
             thread.join(timeout=10)
         yield from self._drain(handle)
         yield from self._status_events(handle, skill)
+        yield from handle.reader.close()
         result = self._finish(handle, skill)
         handle.result_value = result
         handle.done.set()
@@ -474,9 +483,10 @@ class KubernetesLauncher:
         yield from drain_lines(handle.lines, handle.log_tail)
 
     def _status_events(self, handle: KubernetesHandle, skill: Skill) -> Iterator[Event]:
+        action = skill.action(handle.run.action)
         yield from store_status_events(self._store(handle.run), handle.run.results_uri,
-                                       skill.action(handle.run.action).tao_action, handle.status_offsets,
-                                       handle.records)
+                                       candidate_folders(action.image.value, action.tao_action),
+                                       handle.status_offsets, handle.records, handle.reader)
 
     # ------------------------------------------------------------------ result
     def _finish(self, handle: KubernetesHandle, skill: Skill) -> ActionResult:

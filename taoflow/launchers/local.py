@@ -4,8 +4,8 @@ work-pool worker and stores `result.json` beside the results.
 
 What it takes care of, so the tasks above it never do:
 - argv lists only; secrets never reach argv or a file: a `secret_overrides` key is written into the spec as
-  `${oc.env:VAR}` (resolved by TAO's OmegaConf loader) and VAR reaches the process by environment; the value
-  is still masked in every log line;
+  `${oc.env:VAR}` (resolved by TAO's OmegaConf loader) and VAR reaches the process by environment
+  (taoflow/launchers/secrets.py); the value is still masked in every log line;
 - inputs staged from the store (remote URIs downloaded, archives extracted safely when the skill needs a
   directory); remote results (s3://) run in a local work folder and checkpoints are uploaded as they appear;
 - its own process group (`start_new_session`), so cancel and timeout reach every child (SIGTERM, then SIGKILL
@@ -14,17 +14,18 @@ What it takes care of, so the tasks above it never do:
   to it instead of starting TAO twice;
 - the ActionResult: status from the exit code and status.json's last line, failure class and remedy from the
   skill's error patterns, KPIs final/best, products, checkpoint manifest, GPU-seconds.
+
+Split by concept: staging (launchers/staging.py), supervision (this file), result reading
+(launchers/results.py), the in-pod runner (launchers/pod.py; `main` here keeps `-m taoflow.launchers.local`).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import subprocess
@@ -38,27 +39,28 @@ from typing import Any
 
 import yaml
 
-from taoflow.dotted import delete_dotted, get_dotted, set_dotted
+from taoflow.dotted import delete_dotted, set_dotted
 from taoflow.errors import UserError
 from taoflow.launchers.base import Event, Finished, LogLine
+from taoflow.launchers.results import PID_FILE, SPEC_FILE, local_result, node_rank
+from taoflow.launchers.secrets import env_reference, secret_environment
+from taoflow.launchers.staging import (
+    is_remote,
+    local_of,
+    localise_results,
+    pull_history,
+    results_folder_name,
+    retire_stale_outputs,
+    stage_inputs,
+    store_for,
+)
+from taoflow.layout import candidate_folders
 from taoflow.processes import alive as _alive
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Action, Skill, load_skill
-from taoflow.status import (
-    STATUS_FILE,
-    LineTailer,
-    StatusTailer,
-    classify_failure,
-    events_for,
-    final_and_best,
-    read_status,
-    status_paths,
-    terminal_status,
-)
+from taoflow.status import LineTailer, StatusReader, StatusTailer, status_paths
 from taoflow.storage_errors import is_transient
 
-PID_FILE = ".taoflow_run.json"
-SPEC_FILE = "spec.yaml"
 MASK = "****"
 # Uploaded to a remote store while the action runs: checkpoints (a lost pod loses at most one interval) and
 # status.json (progress for whoever follows the run from the store: the Kubernetes and work-pool launchers).
@@ -69,57 +71,6 @@ STORE_OUTAGE_SECONDS = float(os.environ.get("TAOFLOW_STORE_OUTAGE_SECONDS", "600
 
 def taoflow_home() -> Path:
     return Path(os.environ.get("TAOFLOW_HOME") or Path.home() / ".taoflow")
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def local_of(uri: str) -> Path:
-    return Path(uri.removeprefix("file://")).absolute()
-
-
-def _store_for(uri: str):
-    from taoflow.store import ArtifactStore
-
-    if is_remote(uri):
-        scheme, rest = uri.split("://", 1)
-        return ArtifactStore(f"{scheme}://{rest.split('/', 1)[0]}")
-    return ArtifactStore(str(local_of(uri).parent))
-
-
-def _map_strings(value: Any, fn) -> Any:
-    if isinstance(value, dict):
-        return {k: _map_strings(v, fn) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_map_strings(v, fn) for v in value]
-    return fn(value) if isinstance(value, str) else value
-
-
-# --------------------------------------------------------------------------------------- secrets
-
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def env_reference(var: str) -> str:
-    """An OmegaConf env interpolation: TAO's Hydra loader resolves it from the process environment when the
-    key is read (OmegaConf's built-in `oc.env` resolver; tests/test_secrets.py checks it with OmegaConf), so
-    the secret never appears in the spec file or on the command line (which every local user can read in `ps`)."""
-    if not ENV_NAME.match(var):
-        raise UserError(f"{var!r} is not an environment variable name (secret variables must match "
-                        f"{ENV_NAME.pattern})")
-    return "${oc.env:" + var + "}"
-
-
-def secret_environment(run: ActionRun) -> dict[str, str]:
-    """The secret variables the run names (`secret_overrides`), with their values, from the run's env or
-    this process's; a variable that is not set is left out (TAO's key then keeps its default)."""
-    out = {}
-    for var in run.secret_overrides.values():
-        value = run.env.get(var) if var in run.env else os.environ.get(var)
-        if value:
-            out[var] = value
-    return out
 
 
 # --------------------------------------------------------------------------------------- entry point
@@ -161,6 +112,7 @@ class LocalHandle:
     events_q: queue.Queue[Event] = field(default_factory=queue.Queue)
     log_tail: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    reader: StatusReader = field(default_factory=StatusReader)
     cancel_requested: bool = False
     timed_out: bool = False
     term_sent_at: float | None = None
@@ -186,19 +138,22 @@ class LocalLauncher:
         action = skill.action(run.action)
         remote = is_remote(run.results_uri)
         workdir = taoflow_home() / "work" / run.model / run.run_key / run.action
-        results_dir = workdir / "results" if remote else local_of(run.results_uri)
+        # Remote results run in a local folder of the same name, so TAO's `<results_dir>/<action>/` lands in it.
+        results_dir = workdir / "results" / results_folder_name(run.results_uri) if remote \
+            else local_of(run.results_uri)
         results_dir.mkdir(parents=True, exist_ok=True)
 
         attached = self._attach(run, results_dir, workdir)
         if attached is not None:
             return attached
         if remote:
-            self._pull_history(run, results_dir)
+            pull_history(run, results_dir)
 
         spec = copy.deepcopy(run.spec)
         if remote:
-            spec = self._localise_results(run, spec, results_dir)
-        spec = self._stage(run, spec, action, workdir)
+            spec = localise_results(run, spec, results_dir)
+        spec = stage_inputs(run, spec, action, workdir)
+        retired = retire_stale_outputs(run, spec, action, results_dir)
         secret_env = secret_environment(run)
         for key, var in run.secret_overrides.items():
             delete_dotted(spec, key)
@@ -215,7 +170,7 @@ class LocalLauncher:
         rank = node_rank()
         log_path = results_dir / "logs" / (f"{run.action}.log" if rank == 0 else f"{run.action}.rank{rank}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        status_tailers = [StatusTailer.from_end(p) for p in status_paths(results_dir, action.tao_action)]
+        status_tailers = _status_tailers(action, results_dir)
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=env, cwd=str(results_dir),
@@ -226,6 +181,9 @@ class LocalLauncher:
         header = (f"==== taoflow local launcher: {run.model} {run.action} run {run.run_key} pid {proc.pid} "
                   f"({'EMULATED' if emulated else 'TAO'}) argv: {self._mask(handle, ' '.join(argv))}")
         self._append_log(handle, header)
+        for moved in retired:  # in the log and on the event stream: the user sees why a file was renamed
+            self._append_log(handle, f"==== taoflow: {moved}")
+            handle.events_q.put(LogLine(f"taoflow: {moved}"))
         reader = threading.Thread(target=self._read_output, args=(handle,), daemon=True)
         monitor = threading.Thread(target=self._monitor, args=(handle, status_tailers), daemon=True)
         handle.threads = [reader, monitor]
@@ -245,39 +203,11 @@ class LocalLauncher:
         handle = LocalHandle(run=run, results_dir=results_dir, workdir=workdir,
                              log_path=results_dir / "logs" / f"{run.action}.log", emulated=bool(info.get("emulated")),
                              pid=pid, attached=True, started=float(info.get("started", time.time())))
-        tao_action = load_skill(run.model).action(run.action).tao_action
-        tailers = [StatusTailer.from_end(p) for p in status_paths(results_dir, tao_action)]
+        tailers = _status_tailers(load_skill(run.model).action(run.action), results_dir)
         monitor = threading.Thread(target=self._monitor, args=(handle, tailers), daemon=True)
         handle.threads = [monitor]
         monitor.start()
         return handle
-
-    def _localise_results(self, run: ActionRun, spec: dict[str, Any], results_dir: Path) -> dict[str, Any]:
-        """Paths inside the remote results folder become paths in the local one; the files among them that
-        already exist remotely (the run's own checkpoint to resume from) are downloaded to that place."""
-        prefix = run.results_uri.rstrip("/")
-        store = _store_for(run.results_uri)
-
-        def localise(value: str) -> str:
-            if value != prefix and not value.startswith(prefix + "/"):
-                return value
-            local = Path(str(results_dir) + value[len(prefix):])
-            if value != prefix and not local.exists() and store.exists(value):
-                store.download(value, local)
-            return str(local)
-
-        return _map_strings(spec, localise)
-
-    def _pull_history(self, run: ActionRun, results_dir: Path) -> None:
-        """A retry on a fresh machine continues the results already in the store: TAO appends to status.json
-        (the KPI history of earlier attempts) and the emulator's fired-faults record must survive too."""
-        store = _store_for(run.results_uri)
-        for name in (STATUS_FILE, ".emulator_faults_fired"):
-            if not (results_dir / name).exists():
-                try:
-                    store.download(store.join(run.results_uri, name), results_dir / name)
-                except FileNotFoundError:
-                    pass
 
     def _write_pid(self, handle: LocalHandle) -> None:
         info = {"pid": handle.pid, "run_key": handle.run.run_key, "started": handle.started,
@@ -285,74 +215,6 @@ class LocalLauncher:
         tmp = handle.results_dir / (PID_FILE + ".tmp")
         tmp.write_text(json.dumps(info))
         os.replace(tmp, handle.results_dir / PID_FILE)
-
-    # ------------------------------------------------------------------ staging
-    def _stage(self, run: ActionRun, spec: dict[str, Any], action: Action, workdir: Path) -> dict[str, Any]:
-        inputs = workdir / "inputs"
-        for local, uri in run.stage.items():
-            dest = Path(local) if os.path.isabs(local) else workdir / local
-            if local in run.extract:
-                self._extract_uri(uri, dest, inputs)
-            elif not dest.exists():
-                _store_for(uri).download(uri, dest)
-        cache: dict[str, str] = {}
-
-        def fetch(value: str) -> str:
-            if not is_remote(value):
-                return value
-            if value not in cache:
-                dest = inputs / hashlib.sha1(value.encode()).hexdigest()[:12] / Path(value.rstrip("/")).name
-                if not dest.exists():
-                    try:
-                        _store_for(value).download(value, dest)
-                    except FileNotFoundError:
-                        return value  # an output path or a file TAO creates; TAO reports it if it must exist
-                cache[value] = str(dest)
-            return cache[value]
-
-        for ds in action.data_sources:
-            if ds.extract_from:
-                self._extract_source(spec, ds, inputs)
-        return _map_strings(spec, fetch)
-
-    def _extract_source(self, spec: dict[str, Any], ds: Any, inputs: Path) -> None:
-        """A directory the skill says TAO needs but the dataset holds as an archive: extract it (safely)."""
-        value = get_dotted(spec, ds.key)
-        values = value if isinstance(value, list) else [value]
-        out = []
-        for item in values:
-            if not isinstance(item, str):
-                out.append(item)
-                continue
-            if not is_remote(item) and Path(item).is_dir():
-                out.append(item)
-                continue
-            root = item[: -len(ds.path)].rstrip("/") if ds.path and item.rstrip("/").endswith(ds.path) else \
-                item.rsplit("/", 1)[0]
-            archive_uri = f"{root}/{ds.extract_from}"
-            target = inputs / "extracted" / hashlib.sha1(archive_uri.encode()).hexdigest()[:12]
-            self._extract_uri(archive_uri, target, inputs)
-            inner = target / ds.path if ds.path and (target / ds.path).is_dir() else target
-            out.append(str(inner))
-        set_dotted(spec, ds.key, out if isinstance(value, list) else out[0])
-
-    def _extract_uri(self, uri: str, target: Path, inputs: Path) -> None:
-        from taoflow.archive import safe_extract
-
-        marker = target / ".taoflow_extracted"
-        if marker.exists():
-            return
-        if is_remote(uri):
-            archive = inputs / "archives" / hashlib.sha1(uri.encode()).hexdigest()[:12] / Path(uri).name
-            if not archive.exists():
-                _store_for(uri).download(uri, archive)
-        else:
-            archive = local_of(uri)
-            if not archive.is_file():
-                raise UserError(f"cannot stage {uri}: the archive does not exist (and neither does the folder "
-                                "that would be extracted from it)")
-        safe_extract(archive, target)
-        marker.write_text(uri)
 
     # ------------------------------------------------------------------ streaming
     def _mask(self, handle: LocalHandle, text: str) -> str:
@@ -389,6 +251,8 @@ class LocalLauncher:
                 for tailer in tailers:
                     for record in tailer.poll():
                         self._status_record(handle, record)
+                for event in handle.reader.tick():
+                    handle.events_q.put(event)
                 if log_tailer is not None:
                     for line in log_tailer.poll():
                         self._remember(handle, line)
@@ -405,11 +269,13 @@ class LocalLauncher:
             for tailer in tailers:
                 for record in tailer.flush():
                     self._status_record(handle, record)
+            for event in handle.reader.close():  # the last epoch's progress
+                handle.events_q.put(event)
             if log_tailer is not None:
                 for line in log_tailer.flush():
                     self._remember(handle, line)
                     handle.events_q.put(LogLine(line))
-            result = self._finish(handle, exit_code)
+            result = local_result(handle, exit_code, lambda text: self._mask(handle, text))
         except Exception as exc:
             # Nobody would record what TAO does from here on: stop it (its checkpoints stay; the retry resumes).
             self._stop_process(handle)
@@ -424,7 +290,7 @@ class LocalLauncher:
 
     def _status_record(self, handle: LocalHandle, record: dict[str, Any]) -> None:
         handle.records.append(record)
-        for event in events_for(record):
+        for event in handle.reader.feed(record):
             handle.events_q.put(event)
 
     def _exit_code(self, handle: LocalHandle) -> int | None:
@@ -488,7 +354,7 @@ class LocalLauncher:
                 handle.proc.wait()
 
     def _upload_live_files(self, handle: LocalHandle) -> None:
-        store = _store_for(handle.run.results_uri)
+        store = store_for(handle.run.results_uri)
         for pattern in LIVE_UPLOAD_GLOB:  # at any depth: real TAO nests some under `<action>/`
             for path in handle.results_dir.rglob(pattern):
                 rel = path.relative_to(handle.results_dir).as_posix()
@@ -499,91 +365,6 @@ class LocalLauncher:
                 if handle.uploaded.get(rel) != key:
                     store.upload_file(path, store.join(handle.run.results_uri, rel))
                     handle.uploaded[rel] = key
-
-    # ------------------------------------------------------------------ result
-    def _finish(self, handle: LocalHandle, exit_code: int | None) -> ActionResult:
-        from taoflow.manifest import build_manifest
-
-        run = handle.run
-        skill = load_skill(run.model)
-        ended = time.time()
-        remote = is_remote(run.results_uri)
-        tao_action = skill.action(run.action).tao_action
-        all_records = [r for p in status_paths(handle.results_dir, tao_action) for r in read_status(p)]
-        last = terminal_status(handle.records)
-        if handle.attached and last is None:
-            last = terminal_status(all_records)
-        if handle.attached and exit_code is None:
-            exit_code = 0 if last == "SUCCESS" else None
-        if exit_code == 0 and last in (None, "SUCCESS"):
-            status, failure = "SUCCESS", None
-        elif handle.cancel_requested and not handle.timed_out:
-            status, failure = "CANCELLED", None
-        else:
-            status = "FAILURE"
-            failure = classify_failure("\n".join(handle.log_tail), exit_code, skill)
-        try:
-            (handle.results_dir / PID_FILE).unlink()
-        except FileNotFoundError:
-            pass
-        if remote:
-            store = _store_for(run.results_uri)
-            if node_rank() == 0:
-                store.upload_dir(handle.results_dir, run.results_uri)
-            else:  # only rank 0 writes results in TAO; other nodes contribute their log
-                rel = handle.log_path.relative_to(handle.results_dir).as_posix()
-                store.upload_file(handle.log_path, store.join(run.results_uri, rel))
-        else:
-            store = _store_for(run.results_uri)
-        metric, direction = skill.monitoring.metric, skill.monitoring.direction
-        manifest = build_manifest(store, run.results_uri, metric=metric, direction=direction).to_dict()
-        final, best = final_and_best(all_records, metric, direction)
-        epochs = {r["epoch"] for r in handle.records if r.get("status") == "RUNNING" and isinstance(r.get("epoch"), int)}
-        message = None
-        if failure is not None:
-            message = failure.message
-            if handle.timed_out:
-                message = f"timed out after {run.timeout_seconds:g} s; {message}".rstrip("; ")
-        elif status == "CANCELLED":
-            message = "cancelled"
-        return ActionResult(
-            model=run.model, action=run.action, run_key=run.run_key, status=status, results_uri=run.results_uri,
-            manifest=manifest, kpis_final=final, kpis_best=best,
-            products=self._products(handle), gpu_seconds=round((ended - handle.started) * max(run.gpus, 0)
-                                                               * max(run.nodes, 1), 3),
-            epochs_run=len(epochs),
-            failure_class=("infra" if handle.timed_out else failure.failure_class) if failure else None,
-            remedy=(("The run exceeded its timeout; it is retried from the newest checkpoint. Raise "
-                     "timeout_seconds if the action needs longer.") if handle.timed_out else failure.remedy)
-            if failure else None,
-            message=self._mask(handle, message) if message else None,
-            exit_code=_shell_code(exit_code), emulated=handle.emulated,
-        )
-
-    def _products(self, handle: LocalHandle) -> dict[str, str]:
-        root = handle.results_dir
-
-        def uri(path: Path) -> str:
-            rel = path.relative_to(root).as_posix()
-            return handle.run.results_uri.rstrip("/") + "/" + rel
-
-        found: dict[str, str] = {}
-        for kind, patterns in (("onnx", ["*.onnx"]), ("engine", ["*.engine", "*.trt", "*.plan"]),
-                               ("cal_cache", ["cal*.bin", "*.cache", "*.tensorfile"]),
-                               ("metrics", ["evaluation_results.json"]), ("annotations", ["annotations.pkl"]),
-                               ("anchor", ["anchor_init.npy"]), ("quantized", ["quantized_model*.pth"])):
-            for pattern in patterns:
-                hits = sorted(p for p in root.rglob(pattern) if not p.name.startswith("."))
-                if hits:
-                    found[kind] = uri(hits[0])
-                    break
-        checkpoints = sorted(root.rglob("model_epoch_*_step_*.pth"), key=lambda p: (p.name, str(p)))
-        if checkpoints:
-            found["checkpoint"] = uri(checkpoints[-1])  # the newest: names sort by zero-padded epoch
-        for kind, path in (("log", handle.log_path), ("status", root / STATUS_FILE), ("spec", root / SPEC_FILE)):
-            if path.exists():
-                found[kind] = uri(path)
-        return found
 
     # ------------------------------------------------------------------ protocol
     def events(self, handle: LocalHandle) -> Iterator[Event]:
@@ -604,66 +385,21 @@ class LocalLauncher:
         return handle.result_value
 
 
-def node_rank() -> int:
-    """This node's rank in a multi-node run (TAO's NODE_RANK convention; 0 when single-node)."""
-    try:
-        return int(os.environ.get("NODE_RANK") or 0)
-    except ValueError:
-        return 0
-
-
-def _shell_code(code: int | None) -> int | None:
-    """Popen's -N (killed by signal N) as a shell/Kubernetes exit code 128+N."""
-    return 128 - code if code is not None and code < 0 else code
-
-
-# --------------------------------------------------------------------------------------- pod / worker entry
-
-def run_from_json(source: str) -> int:
-    """Run the ActionRun in `source` (a JSON file path, `-` for stdin, or inline JSON) here; store result.json
-    next to the results; return TAO's exit code (128+N when killed by signal N)."""
-    if source == "-":
-        text = sys.stdin.read()
-    elif source.lstrip().startswith("{"):
-        text = source
-    else:
-        text = Path(source).read_text()
-    run = ActionRun(**json.loads(text))
-    launcher = LocalLauncher()
-    handle = launcher.submit(run)
-
-    def forward(signum: int, frame: Any) -> None:  # pod deletion / worker shutdown reaches TAO's group
-        launcher.cancel(handle)
-
-    signal.signal(signal.SIGTERM, forward)
-    for event in launcher.events(handle):
-        if isinstance(event, LogLine):
-            print(event.text, flush=True)
-    result = launcher.result(handle)
-    if node_rank() == 0:  # one result per run: rank 0's (it is the node that writes TAO's results)
-        _store_for(run.results_uri).write_result(run.results_uri, result)
-    print(f"taoflow: {run.model} {run.action} {result.status}"
-          + (f" ({result.failure_class}): {result.message}" if not result.ok else ""), flush=True)
-    if result.ok:
-        return 0
-    return result.exit_code if result.exit_code not in (None, 0) else 1
+def _status_tailers(action: Action, results_dir: Path) -> list[StatusTailer]:
+    """Tailers of every place TAO may write this action's status.json (see taoflow/layout.py)."""
+    folders = candidate_folders(action.image.value, action.tao_action)
+    return [StatusTailer.from_end(p) for p in status_paths(results_dir, *folders)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m taoflow.launchers.local RUN_JSON  (a file, '-' for stdin, or inline JSON)",
-              file=sys.stderr)
-        return 2
-    try:
-        return run_from_json(args[0])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """`python -m taoflow.launchers.local RUN_JSON`: the in-pod runner (taoflow/launchers/pod.py)."""
+    from taoflow.launchers.pod import main as pod_main
+
+    return pod_main(argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["LocalHandle", "LocalLauncher", "build_argv", "run_from_json"]
+__all__ = ["LocalHandle", "LocalLauncher", "build_argv", "main"]
