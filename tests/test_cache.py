@@ -8,9 +8,7 @@ from test_local_launcher (TAO cannot be installed here), which plays real TAO wh
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 import threading
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from taoflow.skill import load_skill
 from taoflow.store import ArtifactStore
 from tasks.artifacts import kpi_rows, model_card
 from tasks.progress import subscribe
-from tests.test_local_launcher import FAKE_TAO
+from tests.fake_tao import put_fake_tao_on_path
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +41,6 @@ def _params(data: Path, store: str, **launcher):
         overrides={"train": {"train.num_epochs": 2, "train.checkpoint_interval": 1}},
         launcher={"name": "local", "emulate": True, **launcher},
     )
-
-
-def _fake_tao_on_path(tmp_path: Path, monkeypatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "rtdetr"
-    script.write_text(FAKE_TAO.format(python=sys.executable))
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
 
 # ------------------------------------------------------------------------------------------ identity
@@ -76,7 +65,7 @@ def test_emulation_is_resolved_before_the_run_key(rtdetr_data, tmp_path, monkeyp
     assert docker.run_key == real.run_key, "real TAO in the same image is the same computation"
     assert train_run(name="docker", emulate=True).run_key == emulated.run_key
 
-    _fake_tao_on_path(tmp_path, monkeypatch)
+    put_fake_tao_on_path(tmp_path, monkeypatch)
     assert resolve_emulate(skill, "train", "local", None) is False, "TAO installed: the local launcher runs it"
     assert train_run(emulate=None).run_key == real.run_key
 
@@ -112,7 +101,7 @@ def test_an_emulated_result_never_answers_a_run_that_must_use_tao(rtdetr_data, t
         state.result()
 
     # TAO installed (the fake console script): the local launcher runs it, not the emulated result.
-    _fake_tao_on_path(tmp_path, monkeypatch)
+    put_fake_tao_on_path(tmp_path, monkeypatch)
     real = flow_fn(_params(rtdetr_data, store, emulate=None).model_copy(update={"actions": ["train"]}))
     train = real["results"]["train"]
     assert train["emulated"] is False and train["cached"] is False
@@ -237,5 +226,5 @@ def test_deleted_results_run_the_step_again(rtdetr_data, tmp_path, prefect_api):
     assert third["results"]["train"]["cached"] is False
     assert third["results"]["train"]["status"] == "SUCCESS"
     records = [json.loads(line) for line in (train_dir / "status.json").read_text().splitlines()]
-    assert sum(1 for r in records if r.get("status") == "STARTED") == 1, "trained again, from scratch"
+    assert sum(1 for r in records if r.get("message") == "Starting Training Loop.") == 1, "trained again, from scratch"
     assert third["results"]["evaluate"]["status"] == "SUCCESS", "no NoCandidate downstream"

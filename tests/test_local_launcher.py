@@ -21,6 +21,7 @@ from taoflow.launchers.base import EpochProgress, Finished, LogLine, StatusRecor
 from taoflow.launchers.local import LocalLauncher
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.status import read_status
+from tests.fake_tao import put_fake_tao_on_path
 from tests.s3server import s3_root, s3_server  # noqa: F401
 from tests.test_emulator_specs import make_spec
 
@@ -436,23 +437,6 @@ def test_explicit_stage_and_extract(samples, tmp_path):
     assert (staged / "tr" / "train" / "catch").is_dir() and (staged / "copy.tar.gz").is_file()
 
 
-FAKE_TAO = '''#!{python}
-"""Stands in for TAO's `rtdetr` console script (TAO cannot be installed here): writes what TAO 6.x writes,
-from tests/tao_layouts.py (built from NVIDIA's source), where TAO writes it: `<results_dir>/<action>/`."""
-import os, re, sys
-sys.path.insert(0, {repo!r})
-import yaml
-from pathlib import Path
-from tests.tao_layouts import write_train
-action, spec_path, overrides = sys.argv[1], sys.argv[3], sys.argv[4:]
-spec = yaml.safe_load(open(spec_path))
-out = Path((spec.get(action) or {{}}).get("results_dir") or Path(spec["results_dir"]) / action)
-out.mkdir(parents=True, exist_ok=True)
-env_ref = re.fullmatch(r"\\$\\{{oc\\.env:(\\w+)\\}}", spec.get("encryption_key") or "")  # OmegaConf's oc.env
-key = os.environ[env_ref.group(1)] if env_ref else spec.get("encryption_key")
-print("real TAO", action, "overrides:", " ".join(overrides), "encryption_key:", key, flush=True)
-write_train(out, "rtdetr", [0.3, 0.6, 0.5], steps=2)
-'''
 
 
 def test_real_tao_is_used_when_its_entry_point_is_installed(samples, tmp_path, monkeypatch):
@@ -464,12 +448,7 @@ def test_real_tao_is_used_when_its_entry_point_is_installed(samples, tmp_path, m
     from taoflow.resolver import parent_model
     from taoflow.store import ArtifactStore
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "rtdetr"
-    script.write_text(FAKE_TAO.format(python=sys.executable, repo=str(Path(__file__).resolve().parents[1])))
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    put_fake_tao_on_path(tmp_path, monkeypatch)
     monkeypatch.setenv("KEY_VAR", "k-e-y")
     results = tmp_path / "runs" / "rtdetr" / "real" / "train"
     spec = make_spec("rtdetr", "train", samples / "rtdetr", results, {"num_epochs": 3})

@@ -157,7 +157,9 @@ def _started_lines(store: ArtifactStore, results_uri: str) -> int:
     for entry in store.list_files(results_uri, include_dirs=False):
         if entry.path.rsplit("/", 1)[-1] == "status.json":
             records = [json.loads(x) for x in store.read_text(entry.uri).splitlines() if x.strip()]
-            count += sum(1 for r in records if r.get("status") == "STARTED")
+            # One run, one "Starting <Name> <mode>." line (train also writes "Starting Training Loop.").
+            count += sum(1 for r in records
+                         if r.get("status") == "STARTED" and r.get("message") != "Starting Training Loop.")
     return count
 
 
