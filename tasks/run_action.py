@@ -27,11 +27,14 @@ from taoflow.planner import refresh_resume
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import load_skill
 from taoflow.store import ArtifactStore
+from tasks.events import emit_action_event
 from tasks.locks import LeaseLockManager
 from tasks.progress import publish
 
 DEFAULT_RETRIES = 3
 LOCK_LEASE_SECONDS = float(os.environ.get("TAOFLOW_LOCK_LEASE_SECONDS", "30"))
+# Least seconds between two progress-artifact updates of one action (each is one API request).
+PROGRESS_SECONDS = float(os.environ.get("TAOFLOW_PROGRESS_SECONDS", "1"))
 
 
 class InfraFailure(RuntimeError):
@@ -94,14 +97,19 @@ def run_action(run: ActionRun, store_root: str, launcher: str = "local",
             logger.info("%s %s resumes from %s", run.model, run.action, get_dotted(run.spec, key))
     result = launch_and_follow(run, launcher, launcher_options or {}, logger, store_root=store_root)
     store.write_result(run.results_uri, result)
+    emit_action_event(run, result)
     if result.ok:
         return result.to_dict()
-    detail = f"{run.model} {run.action} failed ({result.failure_class}): {result.message or ''}".strip()
-    if result.remedy:
-        detail += f"\nRemedy: {result.remedy}"
+    detail = failure_detail(run, result)
     if result.failure_class == "infra":
         raise InfraFailure(detail)
     raise ActionFailed(detail)
+
+
+def failure_detail(run: ActionRun, result: ActionResult) -> str:
+    """One message for a failed action: model, action, failure class, TAO's message and the remedy."""
+    detail = f"{run.model} {run.action} failed ({result.failure_class}): {result.message or ''}".strip()
+    return detail + (f"\nRemedy: {result.remedy}" if result.remedy else "")
 
 
 def _stored_success(store: ArtifactStore, run: ActionRun) -> ActionResult | None:
@@ -110,13 +118,16 @@ def _stored_success(store: ArtifactStore, run: ActionRun) -> ActionResult | None
 
 
 def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any], logger,
-                      store_root: str | None = None) -> ActionResult:
+                      store_root: str | None = None, progress_artifact: bool = True) -> ActionResult:
+    """Launch and follow one attempt. `progress_artifact=False` where the caller's caller already shows it
+    (the work pool's action flow: the pipeline's own progress artifact follows the same status.json)."""
     launcher = make_launcher(launcher_name, options, store_root)
     handle = launcher.submit(run)
+    update = update_progress_artifact if progress_artifact else (lambda *_a, **_k: None)
     artifact_key = f"{run.model}-{run.action}-progress".replace("_", "-").lower()
     artifact_id = create_progress_artifact(
         progress=0.0, key=artifact_key, description=f"{run.model} {run.action}: starting ({run.run_key})"
-    )
+    ) if progress_artifact else None
     last_update, percent = 0.0, 0.0
     try:
         for event in launcher.events(handle):
@@ -125,9 +136,9 @@ def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any
                 logger.info(event.text)
             elif isinstance(event, EpochProgress):
                 now, percent = time.monotonic(), _percent(event)
-                if now - last_update >= 1.0 or event.epoch >= event.max_epoch:
+                if now - last_update >= PROGRESS_SECONDS or event.epoch >= event.max_epoch:
                     last_update = now
-                    update_progress_artifact(
+                    update(
                         artifact_id, progress=percent, description=_describe(run, event)
                     )
             elif isinstance(event, Finished):
@@ -136,7 +147,7 @@ def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any
         launcher.cancel(handle)
         raise
     result = launcher.result(handle)
-    update_progress_artifact(
+    update(
         artifact_id, progress=100.0 if result.ok else percent,
         description=f"{run.model} {run.action}: {result.status}"
         + (f" — {result.failure_class}: {result.message}" if not result.ok else ""),
