@@ -36,7 +36,6 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling, Pending, State
-from prefect.utilities.engine import dynamic_key_for_task_run
 
 from taoflow.errors import UserError
 from taoflow.launchers.base import EpochProgress, Event, Finished
@@ -158,7 +157,7 @@ class WorkPoolLauncher:
         tags = [run.model, run.action, RUN_KEY_TAG + run.run_key]
         key = f"{run.run_key}-attempt-{handle.attempt}"
         with get_client(sync_client=True) as client:
-            wrapper = _wrapper_task_run(client, self.deployment, parameters)
+            wrapper = _wrapper_task_run(client, self.deployment, key)
             flow_run = client.create_flow_run_from_deployment(
                 deployment.id, parameters=parameters, name=f"{run.model}-{run.action}-{run.run_key[:8]}-{handle.attempt}",
                 tags=tags, idempotency_key=key, parent_task_run_id=wrapper,
@@ -240,7 +239,7 @@ class WorkPoolLauncher:
         )
 
 
-def _wrapper_task_run(client, deployment_name: str, parameters: dict[str, Any]) -> UUID | None:
+def _wrapper_task_run(client, deployment_name: str, attempt_key: str) -> UUID | None:
     """The task run in the calling flow run that stands for the attempt (as `run_deployment` makes one, but
     ours gets the attempt's final state instead of staying Pending forever)."""
     flow_ctx, task_ctx = FlowRunContext.get(), TaskRunContext.get()
@@ -249,8 +248,7 @@ def _wrapper_task_run(client, deployment_name: str, parameters: dict[str, Any]) 
     wrapper = Task(name=deployment_name, fn=lambda: None)
     wrapper.task_key = f"tasks.workpool.{deployment_name.replace('/', '-')}"
     flow_run_id = flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else task_ctx.task_run.flow_run_id
-    dynamic_key = dynamic_key_for_task_run(flow_ctx, wrapper) if flow_ctx else task_ctx.task_run.dynamic_key
     inputs = {"__parents__": [TaskRunResult(id=task_ctx.task_run.id)]} if task_ctx else {}
-    created = client.create_task_run(task=wrapper, flow_run_id=flow_run_id, dynamic_key=dynamic_key,
+    created = client.create_task_run(task=wrapper, flow_run_id=flow_run_id, dynamic_key=attempt_key,
                                      task_inputs=inputs, state=Pending())
     return created.id
