@@ -157,7 +157,7 @@ class WorkPoolLauncher:
         tags = [run.model, run.action, RUN_KEY_TAG + run.run_key]
         key = f"{run.run_key}-attempt-{handle.attempt}"
         with get_client(sync_client=True) as client:
-            wrapper = _wrapper_task_run(client, self.deployment, key)
+            wrapper = _wrapper_task_run(client, self.deployment, key, name=f"{run.model}-{run.action}-attempt-{handle.attempt}")
             flow_run = client.create_flow_run_from_deployment(
                 deployment.id, parameters=parameters, name=f"{run.model}-{run.action}-{run.run_key[:8]}-{handle.attempt}",
                 tags=tags, idempotency_key=key, parent_task_run_id=wrapper,
@@ -239,7 +239,7 @@ class WorkPoolLauncher:
         )
 
 
-def _wrapper_task_run(client, deployment_name: str, attempt_key: str) -> UUID | None:
+def _wrapper_task_run(client, deployment_name: str, attempt_key: str, name: str) -> UUID | None:
     """The task run in the calling flow run that stands for the attempt (as `run_deployment` makes one, but
     ours gets the attempt's final state instead of staying Pending forever)."""
     flow_ctx, task_ctx = FlowRunContext.get(), TaskRunContext.get()
@@ -249,6 +249,6 @@ def _wrapper_task_run(client, deployment_name: str, attempt_key: str) -> UUID | 
     wrapper.task_key = f"tasks.workpool.{deployment_name.replace('/', '-')}"
     flow_run_id = flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else task_ctx.task_run.flow_run_id
     inputs = {"__parents__": [TaskRunResult(id=task_ctx.task_run.id)]} if task_ctx else {}
-    created = client.create_task_run(task=wrapper, flow_run_id=flow_run_id, dynamic_key=attempt_key,
+    created = client.create_task_run(task=wrapper, flow_run_id=flow_run_id, dynamic_key=attempt_key, name=name,
                                      task_inputs=inputs, state=Pending())
     return created.id
