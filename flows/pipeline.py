@@ -81,7 +81,9 @@ def pipeline_flow(model: str, params_cls: type[PipelineParameters]) -> Flow:
     signature, args_doc = pipeline_signature(model, params_cls)
 
     def pipeline(**values: Any) -> dict[str, Any]:
-        return run_pipeline(model, params_cls.from_flow(values))
+        bound = signature.bind(**values)
+        bound.apply_defaults()
+        return run_pipeline(model, params_cls.from_flow(bound.arguments))
 
     pipeline.__name__ = pipeline.__qualname__ = f"{model}_pipeline"
     pipeline.__signature__ = signature  # type: ignore[attr-defined]
