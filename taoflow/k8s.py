@@ -3,7 +3,7 @@
 The KubernetesLauncher submits exactly these objects and `taoflow run … --launcher kubernetes --dry-run`
 prints them (`dump_run_objects`), so what a user reviews is what the cluster receives.
 
-What they do better than NVIDIA's multi-node Job (../shared/reference/tao-core-notes.md):
+What they do better than NVIDIA's multi-node Job (nvidia-tao-core's Kubernetes job handler):
 - `/dev/shm` is a memory-medium emptyDir with a size limit (PyTorch DataLoader workers need it);
 - CPU/memory requests, `nvidia.com/gpu` limits, A100 node selector and GPU tolerations (configurable);
 - `activeDeadlineSeconds`, `ttlSecondsAfterFinished`, `backoffLimit: 0` (retries belong to the flow, which
