@@ -12,6 +12,11 @@ launcher's state polling (adaptive back-off) over S seconds, against the fixed 2
     python benchmarks/concurrency.py --n 1,4,16,64
     python benchmarks/concurrency.py --n 16,64 --database-url postgresql+asyncpg://prefect:PW@127.0.0.1:5432/prefect
     python benchmarks/concurrency.py --n 1 --follow-seconds 180
+
+Measured 2026-11-28 on a shared 2-CPU machine (wall s, × N=1, 5xx, failed pipelines):
+    SQLite:      N=1 3.3 s; N=16 238 s (×72), 46 5xx; N=64 397 s (×120), 226 5xx, 35 of 64 failed
+    PostgreSQL:  N=1 1.5 s; N=16 8.6 s (×5.6);        N=64 28.6 s (×18.7), no 5xx, none failed
+    following one running job for 120 s: 10 requests with the back-off, 59 with fixed 2 s polling
 """
 
 from __future__ import annotations

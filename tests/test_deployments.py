@@ -27,6 +27,8 @@ import pytest
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
     DeploymentFilter,
     DeploymentFilterName,
     FlowRunFilter,
@@ -146,6 +148,15 @@ def test_work_pool_pipeline_survives_an_oom_at_epoch_2_and_resumes(tmp_path, pre
         wrappers = {t.name: t.state.type.value for t in task_runs if "-attempt-" in t.name}
         assert len(wrappers) == len(actions), wrappers
         assert (wrappers["rtdetr-train-attempt-1"], wrappers["rtdetr-train-attempt-2"]) == ("FAILED", "COMPLETED")
+
+        # One progress artifact per action, the pipeline's: the action flow runs publish none.
+        in_actions = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[r.id for r in actions])))
+        assert [a.key for a in in_actions] == []
+        published = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        keys = {a.key for a in published}
+        assert {"rtdetr-train-progress", "rtdetr-train-results", "rtdetr-model-card"} <= keys, keys
 
         run_key = train[1].parameters["run"]["run_key"]
         events = _wait_for("the tao.action events of train", lambda: _action_events(client, run_key, 2))
