@@ -3,7 +3,8 @@
 - `tao.action.completed`: an action succeeded; payload: results URI, final and best KPIs, products, epochs,
   GPU-seconds, emulated/cached flags.
 - `tao.action.failed`: an attempt failed; payload: failure class (infra | program | spec), remedy, message,
-  and whether the task will retry it (infrastructure failures are retried from the newest checkpoint).
+  the attempt number and whether another attempt follows (infrastructure failures are retried from the newest
+  checkpoint until the task's retries run out).
 
 The resource is the action run itself, `tao.action.<run_key>`, labelled with `tao.model`, `tao.action` and
 `tao.run-key`, so an automation trigger can match `{"tao.model": "rtdetr", "tao.action": "trt_evaluate"}`.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect.context import TaskRunContext
 from prefect.events import emit_event
 
 from taoflow.runs import ActionResult, ActionRun
@@ -42,8 +44,19 @@ def action_payload(result: ActionResult) -> dict[str, Any]:
         payload.update(products=dict(result.products), epochs_run=result.epochs_run, gpu_seconds=result.gpu_seconds)
     else:
         payload.update(failure_class=result.failure_class, remedy=result.remedy, message=result.message,
-                       will_retry=result.failure_class == "infra")
+                       will_retry=result.failure_class == "infra" and _retries_left())
+    context = TaskRunContext.get()
+    if context is not None:
+        payload["attempt"] = context.task_run.run_count
     return payload
+
+
+def _retries_left() -> bool:
+    """Whether the running task (run_action) will be retried after this attempt (True outside a task)."""
+    context = TaskRunContext.get()
+    if context is None:
+        return True
+    return context.task_run.run_count <= (context.task.retries or 0)
 
 
 def emit_action_event(run: ActionRun, result: ActionResult) -> None:

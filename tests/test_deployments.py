@@ -166,7 +166,8 @@ def test_work_pool_pipeline_survives_an_oom_at_epoch_2_and_resumes(tmp_path, pre
         assert completed.resource["tao.model"] == "rtdetr" and completed.resource["tao.action"] == "train"
         assert completed.payload["kpis_best"] and completed.payload["results_uri"].startswith(str(store))
         failure = next(e for e in events if e.event == "tao.action.failed").payload
-        assert failure["failure_class"] == "infra" and failure["will_retry"] is True
+        assert failure["failure_class"] == "infra" and failure["will_retry"] is True and failure["attempt"] == 1
+        assert completed.payload["attempt"] == 2
     assert (store / "runs" / "rtdetr" / "MODEL_CARD.md").is_file()
 
 
