@@ -11,9 +11,21 @@ MODEL_FLOWS = {
 
 
 def model_flow(model: str):
-    """(flow function, parameters class) of a model's pipeline."""
+    """(run, parameters class) of a model's pipeline: `run(params, **options)` calls the model's flow (whose
+    parameters are top-level, see flows/parameters.py) with a parameters-class instance."""
     import importlib
+    from functools import partial
+
+    from flows.pipeline import run_with
 
     module_name, flow_name, params_name = MODEL_FLOWS[model]
     module = importlib.import_module(module_name)
-    return getattr(module, flow_name), getattr(module, params_name)
+    return partial(run_with, getattr(module, flow_name)), getattr(module, params_name)
+
+
+def pipeline_flow_of(model: str):
+    """The Prefect flow object of a model's pipeline (what deployments run)."""
+    import importlib
+
+    module_name, flow_name, _ = MODEL_FLOWS[model]
+    return getattr(importlib.import_module(module_name), flow_name)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import flow
 from pydantic import Field
 
 from flows.parameters import PipelineParameters
-from flows.pipeline import run_pipeline
+from flows.pipeline import pipeline_flow
 
 
 class ActionRecognitionParameters(PipelineParameters):
@@ -21,6 +20,4 @@ class ActionRecognitionParameters(PipelineParameters):
         return {"dataset.label_map": self.label_map, "model.model_type": self.model_type}
 
 
-@flow(name="action-recognition-pipeline")
-def action_recognition_pipeline(params: ActionRecognitionParameters) -> dict[str, Any]:
-    return run_pipeline("action_recognition", params)
+action_recognition_pipeline = pipeline_flow("action_recognition", ActionRecognitionParameters)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from pydantic import Field
 
 from flows.parameters import PipelineParameters
-from flows.pipeline import run_pipeline
+from flows.pipeline import pipeline_flow
 
 
 class CenterPoseParameters(PipelineParameters):
@@ -28,6 +27,4 @@ class CenterPoseParameters(PipelineParameters):
         }
 
 
-@flow(name="centerpose-pipeline")
-def centerpose_pipeline(params: CenterPoseParameters) -> dict[str, Any]:
-    return run_pipeline("centerpose", params)
+centerpose_pipeline = pipeline_flow("centerpose", CenterPoseParameters)

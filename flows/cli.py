@@ -143,10 +143,14 @@ def build_parameters(model: str, *, data: list[str], actions: str | None, sets: 
     skill = load_skill(model)
     if model not in MODEL_FLOWS:
         raise UserError(f"no pipeline flow for {model!r}")
+    from flows.parameters import datasets_model
+
     _, params_cls = model_flow(model)
     try:
+        # The roles the flow's `datasets` parameter has (the UI form's fields): a misspelt role is refused.
+        datasets = datasets_model(model)(**parse_data(data)).model_dump(exclude_none=True)
         return params_cls(
-            datasets=parse_data(data),
+            datasets=datasets,
             actions=[a.strip() for a in actions.split(",") if a.strip()] if actions else None,
             overrides=parse_sets(sets, list(skill.actions)),
             pretrained_model=ptm,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import flow
 from pydantic import Field
 
 from flows.parameters import PipelineParameters
-from flows.pipeline import run_pipeline
+from flows.pipeline import pipeline_flow
 
 
 class NVPanoptix3DParameters(PipelineParameters):
@@ -26,6 +25,4 @@ class NVPanoptix3DParameters(PipelineParameters):
         return out
 
 
-@flow(name="nvpanoptix3d-pipeline")
-def nvpanoptix3d_pipeline(params: NVPanoptix3DParameters) -> dict[str, Any]:
-    return run_pipeline("nvpanoptix3d", params)
+nvpanoptix3d_pipeline = pipeline_flow("nvpanoptix3d", NVPanoptix3DParameters)

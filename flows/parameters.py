@@ -1,18 +1,41 @@
-"""Flow parameters: pydantic models that Prefect turns into the run form in its UI."""
+"""Flow parameters: what the Prefect UI form, the API and the CLI give a pipeline.
+
+Prefect merges a deployment's parameters with a caller's only one level deep: a caller who passes a nested
+object replaces the deployment's whole object. So every pipeline flow takes *top-level* parameters — the
+datasets by named role, the model's own fields first, the actions as an enum of the model's actions, then
+the run settings and the AutoML settings, each its own parameter — and where GPU steps run is not a
+parameter default at all: it comes from the environment the deployment's work pool gives the flow run
+(`TAOFLOW_LAUNCHER`, `TAOFLOW_ACTION_DEPLOYMENT`), so no caller can drop it by passing other parameters.
+
+Inside the flow the top-level values become one `PipelineParameters` object (nested launcher and AutoML
+settings), which is what the pipeline, the AutoML sweep, the dry run and the live display read.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import inspect
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest
+from taoflow.skill import DATASET_ROLES, load_skill
+
+LauncherName = Literal["local", "docker", "kubernetes", "workpool"]
+# The deployment's (work pool's) choice of launcher, read when a run does not name one.
+LAUNCHER_ENV = "TAOFLOW_LAUNCHER"
+LAUNCHER_OPTIONS_ENV = "TAOFLOW_LAUNCHER_OPTIONS"  # JSON object
 
 
 class LauncherProfile(BaseModel):
     """Where GPU steps run. `local` runs TAO (or the emulator where TAO is not installed) as a process."""
 
-    name: Literal["local", "docker", "kubernetes", "workpool"] = "local"
+    name: LauncherName = "local"
     emulate: bool | None = Field(
         None, description="Run the built-in TAO emulator (None: only when TAO is not installed)."
     )
@@ -41,7 +64,7 @@ class AutoMLSettings(BaseModel):
 
 
 class PipelineParameters(BaseModel):
-    """What every model pipeline takes. Model flows add their model-specific fields."""
+    """What every model pipeline runs with (nested form). Model flows add their model-specific fields."""
 
     datasets: dict[str, str] = Field(
         ..., description="Dataset URI per role: train, eval, inference, calibration (local path or s3://)."
@@ -81,3 +104,149 @@ class PipelineParameters(BaseModel):
             nodes=self.launcher.nodes,
             timeout_seconds=self.launcher.timeout_seconds,
         )
+
+    @classmethod
+    def model_fields_own(cls) -> list[str]:
+        """The model-specific fields (declared by the model's subclass), in declaration order."""
+        return [name for name in cls.model_fields if name not in PipelineParameters.model_fields]
+
+    def flow_parameters(self) -> dict[str, Any]:
+        """The top-level flow parameters that stand for these parameters (the inverse of `from_flow`)."""
+        out: dict[str, Any] = {"datasets": dict(self.datasets)}
+        out.update({name: getattr(self, name) for name in self.model_fields_own()})
+        launcher, automl = self.launcher, self.automl
+        out.update(
+            actions=self.actions, overrides=self.overrides, pretrained_model=self.pretrained_model,
+            store=self.store, launcher=launcher.name, launcher_options=launcher.options or None,
+            emulate=launcher.emulate, gpus=launcher.gpus, nodes=launcher.nodes,
+            timeout_seconds=launcher.timeout_seconds, automl=automl.enabled, automl_trials=automl.max_trials,
+            automl_concurrency=automl.max_concurrent, automl_max_epochs=automl.max_epochs,
+            automl_sampler=automl.sampler, automl_pruner=automl.pruner, automl_seed=automl.seed,
+            automl_parameters=automl.parameters or None, automl_storage=automl.storage,
+        )
+        return out
+
+    @classmethod
+    def from_flow(cls, values: dict[str, Any]) -> PipelineParameters:
+        """Top-level flow parameters → PipelineParameters. A launcher the run does not name comes from the
+        environment the deployment's work pool set (`TAOFLOW_LAUNCHER`), else `local`."""
+        v = dict(values)
+        datasets = v.pop("datasets")
+        datasets = datasets.model_dump() if isinstance(datasets, BaseModel) else dict(datasets or {})
+        name = v.pop("launcher") or os.environ.get(LAUNCHER_ENV) or "local"
+        options = v.pop("launcher_options")
+        if options is None and not values.get("launcher"):
+            options = _env_options()
+        launcher = LauncherProfile(
+            name=name, options=options or {}, emulate=v.pop("emulate"), gpus=v.pop("gpus"),
+            nodes=v.pop("nodes"), timeout_seconds=v.pop("timeout_seconds"),
+        )
+        automl = AutoMLSettings(
+            enabled=v.pop("automl"), max_trials=v.pop("automl_trials"), max_concurrent=v.pop("automl_concurrency"),
+            max_epochs=v.pop("automl_max_epochs"), sampler=v.pop("automl_sampler"), pruner=v.pop("automl_pruner"),
+            seed=v.pop("automl_seed"), parameters=v.pop("automl_parameters") or [], storage=v.pop("automl_storage"),
+        )
+        actions = v.pop("actions")
+        return cls(
+            datasets={role: uri for role, uri in datasets.items() if uri}, launcher=launcher, automl=automl,
+            actions=[str(a) for a in actions] if actions else None, overrides=v.pop("overrides") or {}, **v,
+        )
+
+
+def _env_options() -> dict[str, Any]:
+    raw = os.environ.get(LAUNCHER_OPTIONS_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        options = json.loads(raw)
+    except ValueError:
+        options = None
+    if not isinstance(options, dict):
+        raise UserError(f"{LAUNCHER_OPTIONS_ENV} must be a JSON object, got {raw!r}")
+    return options
+
+
+class RunSettings(BaseModel):
+    """The top-level parameters every pipeline flow has after its datasets and model fields, in form order.
+    (A later `automl_policy` parameter belongs beside `automl`.)"""
+
+    actions: list[str] | None = Field(
+        None, description="Actions to run, in pipeline order (default: every action the model has)."
+    )
+    overrides: dict[str, dict[str, Any]] | None = Field(
+        None, description="Spec overrides per action as dotted keys, e.g. {'train': {'train.num_epochs': 20}}; "
+        "'*' applies to every action.")
+    pretrained_model: str | None = Field(None, description="Pretrained model (PTM) URI.")
+    store: str | None = Field(None, description="Artifact store root (default: $TAOFLOW_STORE, else ./.taoflow).")
+    launcher: LauncherName | None = Field(
+        None, description="Where GPU steps run (default: what the deployment's work pool sets, else local).")
+    launcher_options: dict[str, Any] | None = Field(
+        None, description="Launcher-specific options (default: the deployment's).")
+    emulate: bool | None = Field(None, description="Run the TAO emulator (default: only when TAO is not installed).")
+    gpus: int = Field(1, ge=0, description="GPUs per node for GPU actions.")
+    nodes: int = Field(1, ge=1, description="Nodes for multi-node training (skills that support it).")
+    timeout_seconds: float | None = Field(None, gt=0, description="Deadline per action attempt.")
+    automl: bool = Field(False, description="Train through an AutoML sweep instead of one train run.")
+    automl_trials: int = Field(16, ge=1, description="AutoML: trials in all.")
+    automl_concurrency: int = Field(4, ge=1, description="AutoML: trials running at once (the GPU budget).")
+    automl_max_epochs: int | None = Field(None, ge=1, description="AutoML: epochs of a full trial.")
+    automl_sampler: Literal["tpe", "gp", "random", "grid"] = Field("tpe", description="AutoML: Optuna sampler.")
+    automl_pruner: Literal["asha", "hyperband", "none"] | None = Field(
+        None, description="AutoML: pruning (default: ASHA; Hyperband for training-loss metrics).")
+    automl_seed: int = Field(0, description="AutoML: sampler seed.")
+    automl_parameters: list[str] | None = Field(
+        None, description="AutoML: KEY=LOW:HIGH[:log] or KEY=a,b,c search ranges (default: the skill's).")
+    automl_storage: str | None = Field(None, description="AutoML: Optuna storage URL (default: SQLite in the store).")
+
+
+def datasets_model(model: str) -> type[BaseModel]:
+    """`<Model>Datasets`: one optional URI field per dataset role the skill reads. An empty string (a Prefect
+    variable that was not set at deploy time) counts as not given, so preflight names the missing role."""
+    roles = load_skill(model).roles()
+
+    def _unset_is_empty(cls, value):
+        return {} if value in ("", None) else value
+
+    def _empty_is_none(cls, value):
+        return value or None
+
+    fields: dict[str, Any] = {
+        role: (str | None, Field(None, description=f"{role} dataset URI (local path or s3://)"))
+        for role in DATASET_ROLES if role in roles
+    }
+    name = "".join(part.capitalize() for part in model.split("_")) + "Datasets"
+    validators = {"_unset_is_empty": model_validator(mode="before")(_unset_is_empty),
+                  "_empty_is_none": field_validator("*", mode="before")(_empty_is_none)}
+    return create_model(name, __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
+
+
+def actions_type(model: str) -> Any:
+    """`Literal[...]` of the model's actions: the UI shows a choice, the API and CLI refuse other names."""
+    return Literal.__getitem__(tuple(load_skill(model).actions))
+
+
+def run_name(model: str) -> Callable[[], str]:
+    """Flow run names that say the model and the date, e.g. `rtdetr-2026-11-28-0200`."""
+    return lambda: f"{model.replace('_', '-')}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
+
+
+def pipeline_signature(model: str, params_cls: type[PipelineParameters]) -> tuple[inspect.Signature, str]:
+    """The flow's signature and its docstring's Args (Prefect shows them as the form's descriptions):
+    datasets, the model's own fields, then RunSettings."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    datasets = datasets_model(model)
+    params = [inspect.Parameter("datasets", kw, annotation=datasets)]
+    docs = ["datasets: Dataset URI per role (" + ", ".join(datasets.model_fields) + ")."]
+    for name in params_cls.model_fields_own():
+        field = params_cls.model_fields[name]
+        annotation = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+        params.append(inspect.Parameter(name, kw, default=field.get_default(call_default_factory=True),
+                                        annotation=annotation))
+        docs.append(f"{name}: {field.description or name}")
+    for name, field in RunSettings.model_fields.items():
+        annotation = list[actions_type(model)] | None if name == "actions" else field.annotation
+        if field.metadata:
+            annotation = Annotated[annotation, *field.metadata]
+        params.append(inspect.Parameter(name, kw, default=field.default, annotation=annotation))
+        docs.append(f"{name}: {field.description}")
+    return inspect.Signature(params, return_annotation=dict[str, Any]), "\n".join(docs)

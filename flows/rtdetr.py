@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from pydantic import Field
 
 from flows.parameters import PipelineParameters
-from flows.pipeline import run_pipeline
+from flows.pipeline import pipeline_flow
 
 
 class RTDETRParameters(PipelineParameters):
@@ -23,6 +22,4 @@ class RTDETRParameters(PipelineParameters):
         return {"dataset.num_classes": self.num_classes, "dataset.eval_class_ids": self.eval_class_ids}
 
 
-@flow(name="rtdetr-pipeline")
-def rtdetr_pipeline(params: RTDETRParameters) -> dict[str, Any]:
-    return run_pipeline("rtdetr", params)
+rtdetr_pipeline = pipeline_flow("rtdetr", RTDETRParameters)

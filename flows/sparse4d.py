@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from pydantic import Field
 
 from flows.parameters import PipelineParameters
-from flows.pipeline import run_pipeline
+from flows.pipeline import pipeline_flow
 
 
 class Sparse4DParameters(PipelineParameters):
@@ -28,6 +27,4 @@ class Sparse4DParameters(PipelineParameters):
         return request
 
 
-@flow(name="sparse4d-pipeline")
-def sparse4d_pipeline(params: Sparse4DParameters) -> dict[str, Any]:
-    return run_pipeline("sparse4d", params)
+sparse4d_pipeline = pipeline_flow("sparse4d", Sparse4DParameters)

@@ -92,6 +92,10 @@ class KubernetesProfile(BaseModel):
     master_port: int = MASTER_PORT
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    # Pod only, e.g. {"karpenter.sh/do-not-disrupt": "true", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    runtime_class_name: str | None = None  # e.g. "nvidia" where the GPU Operator installs that RuntimeClass
+    priority_class_name: str | None = None
 
 
 LAUNCHER_OPTIONS = frozenset({"api_client", "kubeconfig", "context", "poll_seconds", "delete_timeout", "profile"})
@@ -390,13 +394,17 @@ def build_job(run: ActionRun, skill: Skill, profile: KubernetesProfile) -> dict[
         pod_spec["imagePullSecrets"] = [{"name": s} for s in profile.image_pull_secrets]
     if nodes > 1:
         pod_spec["subdomain"] = service_name(run)
+    if profile.runtime_class_name:
+        pod_spec["runtimeClassName"] = profile.runtime_class_name
+    if profile.priority_class_name:
+        pod_spec["priorityClassName"] = profile.priority_class_name
     if not pod_spec["nodeSelector"]:
         del pod_spec["nodeSelector"]
 
+    pod_annotations = {**profile.annotations, **profile.pod_annotations}
     spec: dict[str, Any] = {
         "backoffLimit": 0,  # retries belong to the flow, which resumes from the newest checkpoint
-        "template": {"metadata": {"labels": labels,
-                                  **({"annotations": dict(profile.annotations)} if profile.annotations else {})},
+        "template": {"metadata": {"labels": labels, **({"annotations": pod_annotations} if pod_annotations else {})},
                      "spec": pod_spec},
     }
     deadline = profile.active_deadline_seconds or (int(run.timeout_seconds) if run.timeout_seconds else None)

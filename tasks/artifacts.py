@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from taoflow.runs import ActionResult
 from taoflow.store import ArtifactStore
 
 
 def _key(model: str, what: str) -> str:
-    return f"{model}-{what}".replace("_", "-").lower()
+    """An artifact key: lower-case letters, digits and dashes (`dataset_convert[eval]` → `dataset-convert-eval`)."""
+    return re.sub(r"[^a-z0-9]+", "-", f"{model}-{what}".lower()).strip("-")
 
 
 def publish_skipped(model: str, skipped: list[tuple[str, str]]) -> None:
@@ -48,6 +50,15 @@ def publish_kpi_table(model: str, results: dict[str, ActionResult]) -> None:
     create_table_artifact(
         table=kpi_rows(results), key=_key(model, "kpis"), description=f"{model}: KPIs per action"
     )
+
+
+def publish_result_links(model: str, results: dict[str, ActionResult]) -> None:
+    """A link artifact per step to its results folder in the store (checkpoints, logs, ONNX, engines)."""
+    for name, res in results.items():
+        create_link_artifact(
+            link=res.results_uri, link_text=f"{model} {name} results", key=_key(model, f"{name}-results"),
+            description=f"{model} {name}: {res.status}" + (" (cached)" if res.cached else ""),
+        )
 
 
 def model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple[str, str]], store: str) -> str:

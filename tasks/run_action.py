@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -27,10 +28,13 @@ from taoflow.skill import load_skill
 from taoflow.storage_errors import is_transient
 from taoflow.store import ArtifactStore
 from tasks.cache import cached_or_launched
+from tasks.events import emit_action_event
 from tasks.notices import announce_retry
 from tasks.progress import publish
 
 DEFAULT_RETRIES = 3
+# Least seconds between two progress-artifact updates of one action (each is one API request).
+PROGRESS_SECONDS = float(os.environ.get("TAOFLOW_PROGRESS_SECONDS", "1"))
 
 
 class InfraFailure(RuntimeError):
@@ -71,27 +75,37 @@ def run_action(run: ActionRun, store_root: str, launcher: str = "local",
     result = cached_or_launched(run, store, launcher, launch, logger)
     if isinstance(result, State):
         return result  # Completed "Cached", carrying the stored result
+    emit_action_event(run, result)
     if result.ok:
         return result.to_dict()
-    detail = f"{run.model} {run.action} failed ({result.failure_class}): {result.message or ''}".strip()
-    if result.remedy:
-        detail += f"\nRemedy: {result.remedy}"
-    if result.products.get("log"):
-        detail += f"\nLog: {result.products['log']}"
+    detail = failure_detail(run, result)
     if result.failure_class == "infra":
         announce_retry(run, result)
         raise InfraFailure(detail)
     raise ActionFailed(detail)
 
 
+def failure_detail(run: ActionRun, result: ActionResult) -> str:
+    """One message for a failed action: model, action, failure class, TAO's message, the remedy and the log."""
+    detail = f"{run.model} {run.action} failed ({result.failure_class}): {result.message or ''}".strip()
+    if result.remedy:
+        detail += f"\nRemedy: {result.remedy}"
+    if result.products.get("log"):
+        detail += f"\nLog: {result.products['log']}"
+    return detail
+
+
 def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any], logger,
-                      store_root: str | None = None) -> ActionResult:
+                      store_root: str | None = None, progress_artifact: bool = True) -> ActionResult:
+    """Launch and follow one attempt. `progress_artifact=False` where the caller's caller already shows it
+    (the work pool's action flow: the pipeline's own progress artifact follows the same status.json)."""
     launcher = make_launcher(launcher_name, options, store_root)
     handle = launcher.submit(run)
+    update = update_progress_artifact if progress_artifact else (lambda *_a, **_k: None)
     artifact_key = f"{run.model}-{run.action}-progress".replace("_", "-").lower()
     artifact_id = create_progress_artifact(
         progress=0.0, key=artifact_key, description=f"{run.model} {run.action}: starting ({run.run_key})"
-    )
+    ) if progress_artifact else None
     last_update, percent = 0.0, 0.0
     try:
         for event in launcher.events(handle):
@@ -100,9 +114,9 @@ def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any
                 logger.info(event.text)
             elif isinstance(event, EpochProgress):
                 now, percent = time.monotonic(), _percent(event)
-                if now - last_update >= 1.0 or event.epoch >= event.max_epoch:
+                if now - last_update >= PROGRESS_SECONDS or event.epoch >= event.max_epoch:
                     last_update = now
-                    update_progress_artifact(
+                    update(
                         artifact_id, progress=percent, description=_describe(run, event)
                     )
             elif isinstance(event, Finished):
@@ -111,7 +125,7 @@ def launch_and_follow(run: ActionRun, launcher_name: str, options: dict[str, Any
         launcher.cancel(handle)
         raise
     result = launcher.result(handle)
-    update_progress_artifact(
+    update(
         artifact_id, progress=100.0 if result.ok else percent,
         description=f"{run.model} {run.action}: {result.status}" + (" (EMULATED)" if result.emulated else "")
         + (f" — {result.failure_class}: {result.message}" if not result.ok else ""),

@@ -24,7 +24,9 @@ def _free_port() -> int:
 
 
 class PrefectServer:
-    def __init__(self) -> None:
+    def __init__(self, scheduler: bool = False, server_env: dict[str, str] | None = None) -> None:
+        self.scheduler = scheduler  # the session's server runs without; a schedule test starts its own
+        self.server_env = dict(server_env or {})
         self.home = Path(tempfile.mkdtemp(prefix="taoflow-prefect-"))
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
@@ -40,12 +42,12 @@ class PrefectServer:
         }
 
     def start(self, timeout: float = 300.0) -> None:
-        env = {**os.environ, **self.env()}
+        env = {**os.environ, **self.env(), **self.server_env}
         env.pop("PREFECT_API_URL", None)  # the server itself must not point at an API
         log = open(self.home / "server.log", "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-scheduler", "--no-late-runs"],
+             "--port", str(self.port), *([] if self.scheduler else ["--no-scheduler"]), "--no-late-runs"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +44,20 @@ def _placeholders(value: Any) -> set[str]:
 
 
 def _render(pool: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The Job the Prefect Kubernetes worker would submit: Prefect's own templating with the variables'
-    defaults, then the worker's two conversions (env mapping → list, command string → args list)."""
-    from prefect.utilities.templating import apply_values
-    from prefect.workers.base import BaseJobConfiguration
+    """The Job the Prefect Kubernetes worker submits for a flow run: prefect-kubernetes' own job configuration
+    code (from_template_and_values, then prepare_for_flow_run) over the pool's base job template, with the
+    variables' defaults overridden by `values` as a deployment or a flow run would. Needs a Prefect API
+    (the session's loopback server): the rendering resolves block and variable references."""
+    import asyncio
+    import uuid
 
-    template = _template(pool)
-    variables = BaseJobConfiguration._get_base_config_defaults(template["variables"]["properties"])
-    variables.update({"name": "tao-action-abc", "env": {"PREFECT_API_URL": "http://prefect-server:4200/api"},
-                      "command": "prefect flow-run execute", **(values or {})})
-    config = apply_values(template["job_configuration"], variables)
-    manifest = config["job_manifest"]
-    container = manifest["spec"]["template"]["spec"]["containers"][0]
-    container["env"] = [{"name": k, "value": v} for k, v in container["env"].items()]
-    container["args"] = shlex.split(container["args"])
-    return manifest
+    from prefect.client.schemas.objects import FlowRun
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
-
-def _strict_job(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Prefect's worker insists on `parallelism`/`completions` inside the pod spec (its base manifest puts
-    them there; the API server drops them). Move them where the Job schema has them, then validate."""
-    job = json.loads(json.dumps(manifest))
-    pod = job["spec"]["template"]["spec"]
-    for key in ("parallelism", "completions"):
-        job["spec"][key] = pod.pop(key)
-    return job
+    config = asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(_template(pool), values or {}))
+    flow_run = FlowRun(id=uuid.uuid4(), name="tao-action-abc", flow_id=uuid.uuid4())
+    config.prepare_for_flow_run(flow_run)
+    return config.job_manifest
 
 
 @pytest.mark.parametrize(("name", "doc"), _k8s_documents(), ids=lambda x: x if isinstance(x, str) else x["kind"])
@@ -141,14 +129,28 @@ def test_work_pool_template_variables_are_all_referenced_and_declared(pool):
     manifest = template["job_configuration"]["job_manifest"]
     assert manifest["apiVersion"] == "batch/v1" and manifest["kind"] == "Job"
     pod = manifest["spec"]["template"]["spec"]
-    assert (pod["parallelism"], pod["completions"], pod["restartPolicy"]) == (1, 1, "Never")
+    assert pod["restartPolicy"] == "Never" and "parallelism" not in pod and "completions" not in pod
+    assert (manifest["spec"]["parallelism"], manifest["spec"]["completions"]) == (1, 1)  # in the Job spec
     assert pod["containers"][0]["name"] == "prefect-job"
     assert template["variables"]["properties"]["backoff_limit"]["default"] == 0
 
 
-def test_a100_template_renders_a_valid_gpu_job():
+def test_the_worker_checks_the_job_manifest_it_renders(prefect_api):
+    """prefect-kubernetes refuses a manifest that lacks what its base manifest has (here the container
+    name): so a template it renders is one its worker would submit."""
+    import asyncio
+
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+
+    template = _template("tao-a100")
+    template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]["name"] = "tao"
+    with pytest.raises(ValueError, match="incompatible values"):
+        asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(template, {}))
+
+
+def test_a100_template_renders_a_valid_gpu_job(prefect_api):
     manifest = _render("tao-a100")
-    kubernetes_validate.validate(_strict_job(manifest), K8S_VERSION, strict=True)
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     pod = manifest["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -158,24 +160,59 @@ def test_a100_template_renders_a_valid_gpu_job():
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
-    assert container["envFrom"] == [{"secretRef": {"name": "tao-flows-credentials", "optional": True}}]
+    # the credentials Secret is required: a missing one stops the pod instead of running without keys
+    assert container["envFrom"] == [{"secretRef": {"name": "tao-flows-credentials", "optional": False}}]
     assert manifest["spec"]["backoffLimit"] == 0 and manifest["metadata"]["namespace"] == "tao-flows"
     assert pod["serviceAccountName"] == "tao-runner" and pod["automountServiceAccountToken"] is False
-    # job variables a deployment would set
-    manifest = _render("tao-a100", {"gpus": 8, "shm_size": "128Gi", "active_deadline_seconds": 86400,
-                                    "memory_limit": "900Gi", "image_pull_secrets": [{"name": "ngc"}]})
-    kubernetes_validate.validate(_strict_job(manifest), K8S_VERSION, strict=True)
+    pod_meta = manifest["spec"]["template"]["metadata"]
+    assert pod_meta["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+    assert pod_meta["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    assert pod_meta["labels"]["taoflow.io/pool"] == "tao-a100"
+    assert "prefect.io/flow-run-id" in pod_meta["labels"]  # the worker's own labels reach the pod
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"] == "reschedule"  # backoffLimit 0: Prefect's retry
+
+
+def test_a100_template_renders_every_job_variable_a_deployment_sets(prefect_api):
+    manifest = _render("tao-a100", {
+        "gpus": 8, "shm_size": "128Gi", "active_deadline_seconds": 86400, "memory_limit": "900Gi",
+        "image": "registry.example.com/tao-flows:6.0.0-deploy", "image_pull_secrets": [{"name": "ngc"}],
+        "runtime_class_name": "nvidia", "priority_class_name": "tao-training",
+        "pod_annotations": {"karpenter.sh/do-not-disrupt": "true"}, "pod_labels": {"team": "vision"},
+        "annotations": {"example.com/owner": "ml"}, "env": {"TAOFLOW_EXAMPLE": "1"},
+    })
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    pod = manifest["spec"]["template"]["spec"]
     assert manifest["spec"]["activeDeadlineSeconds"] == 86400
-    assert manifest["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
-        "memory": "900Gi", "nvidia.com/gpu": 8}
+    assert pod["containers"][0]["resources"]["limits"] == {"memory": "900Gi", "nvidia.com/gpu": 8}
+    assert pod["containers"][0]["image"] == "registry.example.com/tao-flows:6.0.0-deploy"
+    assert (pod["runtimeClassName"], pod["priorityClassName"]) == ("nvidia", "tao-training")
+    assert pod["imagePullSecrets"] == [{"name": "ngc"}]
+    meta = manifest["spec"]["template"]["metadata"]
+    assert meta["labels"]["team"] == "vision"
+    assert meta["annotations"] == {"karpenter.sh/do-not-disrupt": "true", "example.com/owner": "ml"}
+    assert {"name": "TAOFLOW_EXAMPLE", "value": "1"} in pod["containers"][0]["env"]
 
 
-def test_controller_template_renders_a_valid_cpu_job():
+def test_a100_template_renders_a_cpu_action_without_gpus(prefect_api):
+    """What the work-pool launcher sets for a CPU-only action (tasks/workpool.py CPU_JOB_VARIABLES)."""
+    from tasks.workpool import CPU_JOB_VARIABLES
+
+    manifest = _render("tao-a100", {"gpus": 0, **CPU_JOB_VARIABLES})
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 0
+    assert not pod["nodeSelector"] and not pod["tolerations"]
+
+
+def test_controller_template_renders_a_valid_cpu_job(prefect_api):
     manifest = _render("tao-controller")
-    kubernetes_validate.validate(_strict_job(manifest), K8S_VERSION, strict=True)
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     pod = manifest["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "tao-controller"
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["TAOFLOW_LAUNCHER"] == "workpool" and env["TAOFLOW_ACTION_DEPLOYMENT"] == "tao-action/tao-action-a100"
 
 
 def test_compose_stack_has_no_inline_secrets():

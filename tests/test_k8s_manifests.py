@@ -163,7 +163,8 @@ def test_profile_settings_reach_the_pod():
         namespace="ml", cpu_request="16", memory_request="200Gi", memory_limit="300Gi", shm_size="128Gi",
         node_selector={"pool": "a100"}, tolerations=[], image_pull_secrets=["ngc"], service_account="tao-runner",
         active_deadline_seconds=3600, ttl_seconds_after_finished=60, env={"AWS_ENDPOINT_URL_S3": "http://minio:9000"},
-        env_from_secrets=["extra-settings"])
+        env_from_secrets=["extra-settings"], runtime_class_name="nvidia", priority_class_name="tao-training",
+        annotations={"example.com/owner": "ml"}, pod_annotations={"karpenter.sh/do-not-disrupt": "true"})
     objects = build_run_objects(_run(gpus=4), skill, profile)
     for obj in objects:
         validate(obj)
@@ -179,6 +180,10 @@ def test_profile_settings_reach_the_pod():
     assert _env(job)["AWS_ENDPOINT_URL_S3"]["value"] == "http://minio:9000"
     assert job["spec"]["activeDeadlineSeconds"] == 3600 and job["spec"]["ttlSecondsAfterFinished"] == 60
     assert next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"] == "128Gi"
+    assert (pod["runtimeClassName"], pod["priorityClassName"]) == ("nvidia", "tao-training")
+    assert job["metadata"]["annotations"] == {"example.com/owner": "ml"}  # pod-only annotations stay off the Job
+    assert job["spec"]["template"]["metadata"]["annotations"] == {
+        "example.com/owner": "ml", "karpenter.sh/do-not-disrupt": "true"}
     with pytest.raises(UserError, match="shm_size"):
         build_run_objects(_run(), skill, KubernetesProfile(shm_size="lots"))
 
