@@ -30,6 +30,9 @@ LauncherName = Literal["local", "docker", "kubernetes", "workpool"]
 # The deployment's (work pool's) choice of launcher, read when a run does not name one.
 LAUNCHER_ENV = "TAOFLOW_LAUNCHER"
 LAUNCHER_OPTIONS_ENV = "TAOFLOW_LAUNCHER_OPTIONS"  # JSON object
+# Whether the pool's pods run the TAO emulator ("true": a one-machine pool without TAO, e.g. tao-local), read
+# when a run leaves `emulate` unset; emulation is part of every run key, so it is decided here, not in the pod.
+EMULATE_ENV = "TAOFLOW_EMULATE"
 
 
 class LauncherProfile(BaseModel):
@@ -137,8 +140,11 @@ class PipelineParameters(BaseModel):
         options = v.pop("launcher_options")
         if options is None and not values.get("launcher"):
             options = _env_options()
+        emulate = v.pop("emulate")
+        if emulate is None and not values.get("launcher"):
+            emulate = _env_emulate()
         launcher = LauncherProfile(
-            name=name, options=options or {}, emulate=v.pop("emulate"), gpus=v.pop("gpus"),
+            name=name, options=options or {}, emulate=emulate, gpus=v.pop("gpus"),
             nodes=v.pop("nodes"), timeout_seconds=v.pop("timeout_seconds"),
         )
         automl = AutoMLSettings(
@@ -164,6 +170,17 @@ def _env_options() -> dict[str, Any]:
     if not isinstance(options, dict):
         raise UserError(f"{LAUNCHER_OPTIONS_ENV} must be a JSON object, got {raw!r}")
     return options
+
+
+def _env_emulate() -> bool | None:
+    raw = os.environ.get(EMULATE_ENV, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise UserError(f"{EMULATE_ENV} must be true or false, got {raw!r}")
 
 
 class RunSettings(BaseModel):

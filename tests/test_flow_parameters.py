@@ -87,6 +87,20 @@ def test_a_run_with_only_datasets_and_class_count_keeps_the_deployments_launcher
     assert _resolve("rtdetr", merged).launcher.name == "local"
 
 
+def test_the_pools_emulation_choice_applies_unless_the_run_decides(monkeypatch):
+    """tao-local's environment says its pods run the emulator (emulation is part of each run key, so the
+    controller must know it); a run that names `emulate` or its own launcher decides for itself."""
+    values = {"datasets": {"train": "/d"}}
+    assert _resolve("rtdetr", values).launcher.emulate is None
+    monkeypatch.setenv("TAOFLOW_EMULATE", "true")
+    assert _resolve("rtdetr", values).launcher.emulate is True
+    assert _resolve("rtdetr", {**values, "emulate": False}).launcher.emulate is False
+    assert _resolve("rtdetr", {**values, "launcher": "docker"}).launcher.emulate is None
+    monkeypatch.setenv("TAOFLOW_EMULATE", "sometimes")
+    with pytest.raises(UserError, match="TAOFLOW_EMULATE must be true or false"):
+        _resolve("rtdetr", values)
+
+
 def test_bad_launcher_options_from_the_environment_are_a_clear_error(monkeypatch):
     monkeypatch.setenv("TAOFLOW_LAUNCHER_OPTIONS", "poll_seconds=1")
     with pytest.raises(UserError, match="JSON object"):
