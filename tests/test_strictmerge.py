@@ -12,6 +12,7 @@ strict_merge, and the verdicts must be equal. No mocks: the oracle is OmegaConf 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import sys
 import typing
@@ -34,6 +35,7 @@ def _generator():
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    module.typeschema = importlib.import_module("schemagen.typeschema")  # its package is on sys.path now
     return module
 
 
@@ -96,7 +98,7 @@ def schema_of(cls: type) -> dict[str, Any]:
     props: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        node: dict[str, Any] = {"x-tao-type": gen.annotation_text(tp)}
+        node: dict[str, Any] = {"x-tao-type": gen.typeschema.annotation_text(tp)}
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         optional_dc = typing.get_origin(tp) is Union and args and dataclasses.is_dataclass(args[0])
         if dataclasses.is_dataclass(tp) or optional_dc:
@@ -142,12 +144,12 @@ def test_every_tao_field_type_is_covered():
     """Every annotation in TAO Core 7.3.0's configs has a kind above (dataclass names aside)."""
     pytest.importorskip("nvidia_tao_core", reason="nvidia_tao_core is not installed: TAO's field types are unknown")
     gen = _generator()
-    covered = {_shape(parse_type(gen.annotation_text(typing.get_type_hints(c)["f"]))) for c in KINDS.values()}
+    covered = {_shape(parse_type(gen.typeschema.annotation_text(typing.get_type_hints(c)["f"]))) for c in KINDS.values()}
     seen: set[tuple] = set()
 
     def walk(cls: type) -> None:
         for tp in typing.get_type_hints(cls).values():
-            seen.add(_shape(parse_type(gen.annotation_text(tp))))
+            seen.add(_shape(parse_type(gen.typeschema.annotation_text(tp))))
             for arg in (tp, *typing.get_args(tp), *(a for x in typing.get_args(tp) for a in typing.get_args(x))):
                 if dataclasses.is_dataclass(arg) and arg is not cls:
                     walk(arg)
