@@ -26,6 +26,7 @@ from taoflow import resolver
 from taoflow.dotted import set_dotted
 from taoflow.errors import UserError
 from taoflow.runs import ActionResult, ActionRun, canonical_json, compute_run_key
+from taoflow.secrets import DEFAULT_KEY_ENV
 from taoflow.skill import DATASET_ROLES, PIPELINE_ORDER, Skill
 from taoflow.spec import build_spec
 from taoflow.store import ArtifactStore
@@ -33,7 +34,6 @@ from taoflow.validate import validate_spec
 
 # Handoffs that only name where this run writes: blanked for the run key (they derive from it).
 OUTPUT_HANDOFFS = {"output_dir", "create_onnx_file", "create_onnx_file_2d", "create_engine_file", "create_cal_cache"}
-DEFAULT_KEY_ENV = "TAO_ENCRYPTION_KEY"
 
 
 @dataclass

@@ -34,7 +34,6 @@ All I/O goes through the ArtifactStore, so nothing here depends on the storage b
 
 from __future__ import annotations
 
-import os
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,10 +41,10 @@ from dataclasses import dataclass, field
 from taoflow.errors import UserError
 from taoflow.layout import results_dir_for
 from taoflow.manifest import Direction, Kind, Manifest, ManifestEntry, build_manifest, parse_name
+from taoflow.secrets import key
 from taoflow.skill import Skill
 from taoflow.store import ArtifactStore
 
-DEFAULT_KEY_ENV = "TAO_ENCRYPTION_KEY"
 ONNX_FILE = "model.onnx"
 ONNX_FILE_2D = "model_2d.onnx"
 ENGINE_FILE = "model.engine"
@@ -391,62 +390,6 @@ def create_engine_file(results_uri: str, *, model: str | None = None) -> str:
 def create_cal_cache(results_uri: str, *, model: str | None = None) -> str:
     """Where gen_trt_engine writes the INT8 calibration cache (TAO Core's `cal.bin`)."""
     return _inside(results_uri, CAL_CACHE_FILE)
-
-
-# ---------------------------------------------------------------------------------------------- secrets
-SecretSource = Callable[[str], "str | None"]
-
-
-def env_secret_source(name: str) -> str | None:
-    """The default secret source: an environment variable."""
-    return os.environ.get(name) or None
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """A reference to a secret, safe to log, store and put in ActionRun: it never holds the value.
-
-    `env` is the environment variable the launcher expands at launch (`ActionRun.secret_overrides` maps a
-    spec key to it); `name` is what the source knows the secret as (the env var itself, or e.g. a Prefect
-    Secret block name); `source` says which source that is."""
-
-    env: str
-    name: str
-    source: str = "env"
-
-    def override_for(self, spec_key: str) -> dict[str, str]:
-        """The `ActionRun.secret_overrides` entry for `spec_key`."""
-        return {spec_key: self.env}
-
-    def reveal(self, secret_source: SecretSource | None = None) -> str:
-        """The value, for the launcher to put into the process environment (never into a spec or log)."""
-        value = (secret_source or env_secret_source)(self.name)
-        if not value:
-            raise UserError(f"the encryption key secret {self.name!r} ({self.source}) is not set")
-        return value
-
-    def __str__(self) -> str:
-        return f"${{{self.env}}}"
-
-
-def key(
-    name: str = DEFAULT_KEY_ENV,
-    *,
-    secret_source: SecretSource | None = None,
-    source_label: str | None = None,
-    env: str | None = None,
-) -> SecretRef:
-    """A reference to the encryption key, checked to exist in its source but never carrying its value.
-
-    Default: the environment variable `name`. With `secret_source` (a callable name → value, e.g. one that
-    loads a Prefect Secret block — the engine never imports Prefect), `name` is the source's name and the
-    launcher receives the value in the environment variable `env` (default TAO_ENCRYPTION_KEY)."""
-    source = secret_source or env_secret_source
-    label = source_label or ("env" if secret_source is None else getattr(secret_source, "__name__", "source"))
-    if not source(name):
-        hint = f"set the environment variable {name}" if secret_source is None else f"create the secret {name!r}"
-        raise UserError(f"encryption_key: the secret {name!r} ({label}) is not set; {hint}")
-    return SecretRef(env=env or (name if secret_source is None else DEFAULT_KEY_ENV), name=name, source=label)
 
 
 HANDOFFS: dict[str, Callable[..., object]] = {

@@ -18,7 +18,7 @@ import taoflow.launchers.local as local_launcher
 from flows import model_flow
 from flows.demo import demo_parameters
 from taoflow.datasets import write_sample_data
-from taoflow.launchers.secrets import env_reference
+from taoflow.secrets import env_reference
 
 PLANTED = "planted-S3CR3T-7f1c2a"
 

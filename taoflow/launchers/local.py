@@ -43,7 +43,6 @@ from taoflow.dotted import delete_dotted, set_dotted
 from taoflow.errors import UserError
 from taoflow.launchers.base import Event, Finished, LogLine
 from taoflow.launchers.results import PID_FILE, SPEC_FILE, local_result, node_rank
-from taoflow.launchers.secrets import env_reference, secret_environment
 from taoflow.launchers.staging import (
     is_remote,
     local_of,
@@ -57,6 +56,7 @@ from taoflow.launchers.staging import (
 from taoflow.layout import candidate_folders
 from taoflow.processes import alive as _alive
 from taoflow.runs import ActionResult, ActionRun
+from taoflow.secrets import env_reference, secret_environment
 from taoflow.skill import Action, Skill, load_skill
 from taoflow.status import LineTailer, StatusReader, StatusTailer, status_paths
 from taoflow.storage_errors import is_transient
