@@ -20,7 +20,8 @@ import yaml
 from taoflow.errors import UserError
 from taoflow.k8s import KubernetesProfile, job_name
 from taoflow.launchers.base import EpochProgress, Finished, LogLine
-from taoflow.launchers.kubernetes import KubernetesLauncher, classify_pod
+from taoflow.launchers.kubernetes import KubernetesLauncher
+from taoflow.launchers.podstate import classify_pod
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import load_skill
 from tests.k8s_stub import StubCluster, start_stub

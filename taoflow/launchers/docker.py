@@ -38,8 +38,8 @@ from taoflow.k8s import (
     run_labels,
 )
 from taoflow.launchers.base import Event, Finished, result_after_events
-from taoflow.launchers.kubernetes import remove_stale_result, store_status_events
 from taoflow.launchers.logstream import drain_lines, pump_lines
+from taoflow.launchers.remote import remove_stale_result, store_status_events
 from taoflow.layout import candidate_folders
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Skill, load_skill
