@@ -1,5 +1,5 @@
 """AutoML efficiency: GPU-epochs each method spends to come within 1% of the best value a 200-trial random
-search finds, on the emulator's response surfaces (`taoflow.surfaces`) of the five models.
+search finds, on the emulator's response surfaces (`taoflow.emulator.surfaces`) of the five models.
 
 Methods
 - random: Optuna's RandomSampler over our search space, every trial trained to max_epochs.
@@ -67,7 +67,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from taoflow import surfaces
 from taoflow.automl.space import SearchSpace, build_space
 from taoflow.automl.study import (
     SweepSettings,
@@ -77,6 +76,7 @@ from taoflow.automl.study import (
     make_sampler,
     rung_epochs,
 )
+from taoflow.emulator.surfaces import tao as surfaces
 from taoflow.skill import load_skill
 from taoflow.spec import load_template
 

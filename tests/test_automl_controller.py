@@ -30,11 +30,11 @@ from typing import Any
 import optuna
 import pytest
 
-from taoflow import surfaces
 from taoflow.automl.controller import SweepController, SweepResult
 from taoflow.automl.space import build_space
 from taoflow.automl.study import default_storage, open_study, settings_for, study_name
 from taoflow.dotted import expand
+from taoflow.emulator.surfaces import tao as surfaces
 from taoflow.launchers.base import EpochProgress, Finished
 from taoflow.runs import ActionResult, ActionRun, canonical_json
 from taoflow.skill import load_skill
@@ -250,7 +250,7 @@ def test_killed_controller_resumes_without_rerunning_finished_trials(rtdetr_data
 # ------------------------------------------------------------------------------------ in-process launcher
 
 class SurfaceLauncher:
-    """Stands in for the emulator process: a thread per trial draws `taoflow.surfaces.kpis` for the run's
+    """Stands in for the emulator process: a thread per trial draws `taoflow.emulator.surfaces.kpis` for the run's
     spec epoch by epoch and emits the EpochProgress/Finished events LocalLauncher derives from status.json.
     `fail` maps a trial number (from `run.env["TRIAL"]`) to the 0-based epoch at which the job crashes."""
 

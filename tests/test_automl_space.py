@@ -9,7 +9,6 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from taoflow import surfaces
 from taoflow.automl.space import build_space, schema_property
 from taoflow.automl.study import (
     SweepSettings,
@@ -21,6 +20,7 @@ from taoflow.automl.study import (
     study_name,
     trial_overrides,
 )
+from taoflow.emulator.surfaces import tao as surfaces
 from taoflow.errors import UserError
 from taoflow.skill import load_skill
 

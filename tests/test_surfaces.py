@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from taoflow import surfaces
+from taoflow.emulator.surfaces import tao as surfaces
 
 METRICS = {
     "rtdetr": {"val_mAP", "val_mAP50", "train_loss"},

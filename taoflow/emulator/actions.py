@@ -1,6 +1,6 @@
 """What each TAO action does in the emulator: same inputs, same outputs, same status.json, no GPU.
 
-train: one epoch per `TAOFLOW_EMULATOR_EPOCH_SECONDS`; KPIs from `taoflow.surfaces.kpis` (a pure function of
+train: one epoch per `TAOFLOW_EMULATOR_EPOCH_SECONDS`; KPIs from `taoflow.emulator.surfaces.kpis` (a pure function of
 the hyperparameters, the epoch and the seed), so a run interrupted and resumed from its newest checkpoint
 draws exactly the curve of an uninterrupted run. Downstream actions read the KPIs recorded in the file they
 are given, so evaluate reports the metrics of that checkpoint's epoch, and an engine built from an ONNX file
@@ -68,7 +68,7 @@ def params_digest(params: dict[str, Any]) -> str:
 
 
 def _surface() -> Callable[..., dict[str, float]]:
-    from taoflow.surfaces import kpis
+    from taoflow.emulator.surfaces import kpis
 
     return kpis
 
