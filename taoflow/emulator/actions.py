@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from taoflow.dotted import flatten
-from taoflow.emulator import artifacts
+from taoflow.emulator import artifacts, rungs
 from taoflow.emulator.faults import Fault, FaultPlan
 from taoflow.emulator.models import EmulatedFailure, ModelEmulator
 from taoflow.emulator.spec import Spec
@@ -196,6 +196,7 @@ def train(ctx: ActionContext) -> None:
             eta=format_duration(per_epoch * (max_epoch - epoch)),
             kpi=shown or None, graphical={k: v for k, v in shown.items()} or None,
         )
+        rungs.wait_at_rung(epoch + 1, log)  # AutoML: an emulated trial waits for the pruning decision
     ctx.succeed("Training loop completed successfully.")
 
 
