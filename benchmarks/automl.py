@@ -99,19 +99,32 @@ Surface = tuple[str, str, str, Callable[[dict[str, Any], int, int], float]]
 
 # ------------------------------------------------------------------------------------------------ problems
 
+def fail(message: str) -> None:
+    """One `error:` line and exit 2 (a bad surfaces file, an unknown surface or method)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def load_surfaces(path: str | Path) -> dict[str, Surface]:
+    if not Path(path).is_file():
+        fail(f"--surfaces-from {path}: no such file; give a .py file defining SURFACES")
     spec = importlib.util.spec_from_file_location("automl_surfaces", path)
     if spec is None or spec.loader is None:
-        raise SystemExit(f"error: cannot load surfaces from {path}")
+        fail(f"cannot load surfaces from {path}; give a .py file defining SURFACES")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     surfaces = getattr(module, "SURFACES", None)
     if not isinstance(surfaces, dict) or not surfaces:
-        raise SystemExit(f"error: {path} defines no SURFACES = {{name: (model, metric, direction, fn)}}")
+        fail(f"{path} defines no SURFACES = {{name: (model, metric, direction, fn)}}")
+    from taoflow.skill import skill_names
+
     for name, entry in surfaces.items():
         if not (isinstance(entry, tuple) and len(entry) == 4 and callable(entry[3])
                 and entry[2] in ("maximize", "minimize")):
-            raise SystemExit(f"error: {path}: SURFACES[{name!r}] must be (model, metric, 'maximize'|'minimize', fn)")
+            fail(f"{path}: SURFACES[{name!r}] must be (model, metric, 'maximize'|'minimize', fn)")
+        if entry[0] not in skill_names():
+            fail(f"{path}: SURFACES[{name!r}] names model {entry[0]!r}; its search space comes from one of "
+                 f"{', '.join(skill_names())}")
     return surfaces
 
 
@@ -324,7 +337,7 @@ def method_table(names: list[str] | None) -> dict[str, Callable[[Problem], int |
         return methods
     unknown = [n for n in names if n not in methods]
     if unknown:
-        raise SystemExit(f"error: unknown or unavailable method(s) {', '.join(unknown)}; choose from "
+        fail(f"unknown or unavailable method(s) {', '.join(unknown)}; choose from "
                          f"{', '.join(methods)}")
     return {n: methods[n] for n in names}
 
@@ -382,25 +395,21 @@ def print_tables(table: dict[str, dict[str, list[int | None]]], surfaces: dict[s
 
 
 def totals_line(table: dict[str, dict[str, list[int | None]]], names: list[str], cap: int) -> str:
+    """`TOTAL ours/random=<x> ours/nvidia-best=<y> worst-surface ours/random=<z>` (n/a: a method not run)."""
     totals = {m: sum(_cost(v, cap) for name in table for v in table[name][m]) for m in names}
-    parts = ["TOTAL"]
-    if "ours" in totals and "random" in totals:
-        parts.append(f"ours/random={totals['ours'] / totals['random']:.2f}")
     nv = {m: t for m, t in totals.items() if m.startswith("nv-")}
-    if "ours" in totals and nv:
-        best = min(nv, key=nv.get)
-        parts.append(f"ours/nvidia-best={totals['ours'] / nv[best]:.2f}")
-    if "ours" in totals and "random" in totals:
-        worst = max(table, key=lambda n: sum(_cost(v, cap) for v in table[n]["ours"])
-                    / sum(_cost(v, cap) for v in table[n]["random"]))
-        ratio = sum(_cost(v, cap) for v in table[worst]["ours"]) / sum(_cost(v, cap) for v in table[worst]["random"])
-        parts.append(f"worst-surface ours/random={ratio:.2f}")
-    line = " ".join(parts)
-    if nv:
-        line_best = min(nv, key=nv.get)
-        print(f"best nvidia-tao-automl method: {line_best} ({nv[line_best]} GPU-epochs in all; ours "
-              f"{totals.get('ours', '-')}, random {totals.get('random', '-')})")
-    return line
+    ours, rnd = totals.get("ours"), totals.get("random")
+    best = min(nv, key=nv.get) if nv else None
+    if best:
+        print(f"best nvidia-tao-automl method: {best} ({nv[best]} GPU-epochs in all; ours {ours}, random {rnd})")
+    worst = "n/a"
+    if ours is not None and rnd is not None:
+        ratios = {n: sum(_cost(v, cap) for v in table[n]["ours"]) / sum(_cost(v, cap) for v in table[n]["random"])
+                  for n in table}
+        worst = f"{max(ratios.values()):.2f}"
+    return (f"TOTAL ours/random={ours / rnd:.2f}" if ours is not None and rnd is not None else "TOTAL ours/random=n/a") \
+        + (f" ours/nvidia-best={ours / nv[best]:.2f}" if ours is not None and best else " ours/nvidia-best=n/a") \
+        + f" worst-surface ours/random={worst}"
 
 
 # ------------------------------------------------------------------------------------------------ CPU
@@ -499,7 +508,7 @@ def main() -> None:
     selected = args.surface or list(surfaces)
     missing = [s for s in selected if s not in surfaces]
     if missing:
-        raise SystemExit(f"error: no surface {', '.join(missing)} in {args.surfaces_from}; known: {', '.join(surfaces)}")
+        fail(f"no surface {', '.join(missing)} in {args.surfaces_from}; known: {', '.join(surfaces)}")
     requested = [m.strip() for m in args.methods.split(",")] if args.methods else None
     names = list(method_table(requested))
     cap = args.cap_trials * MAX_EPOCHS

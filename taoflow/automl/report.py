@@ -19,6 +19,7 @@ from taoflow.automl.space import SearchSpace
 
 WIDTH = 80
 MAX_ROWS = 24  # beyond this the table shows running trials, the best ones and the latest
+PARAMS_OFFSET = 41  # columns before the parameters: 4 + 11 + 10 + 6 wide, and the padding between them
 
 
 def space_summary(space: SearchSpace) -> str:
@@ -127,12 +128,14 @@ def trials_table(model: str, rows: list[dict[str, Any]], *, metric: str | None =
     table.add_column("state", width=11, no_wrap=True)
     table.add_column(metric[:10], justify="right", width=10, no_wrap=True)
     table.add_column("GPU-ep", justify="right", width=6, no_wrap=True)
-    table.add_column("parameters", ratio=1, no_wrap=True, overflow="ellipsis")
+    room = max(width - PARAMS_OFFSET, 10)
+    table.add_column("parameters", width=room, no_wrap=True)
     for row in shown:
         value = row.get("value") if row.get("value") is not None else row.get("last_value")
         number = f"{row['number']}" + ("*" if row["number"] == best else "")
+        params = _params(row)
         table.add_row(number, _state(row, row.get("max_epochs")), "" if value is None else f"{value:.4g}",
-                      str(row.get("gpu_epochs") or 0), _params(row))
+                      str(row.get("gpu_epochs") or 0), params if len(params) <= room else params[: room - 1] + "…")
     if hidden:
         table.caption = f"{hidden} more trial(s) not shown; * marks the best"
     elif best is not None:

@@ -109,7 +109,7 @@ def slow_starter(params: Mapping[str, Any], epochs: int, seed: int) -> float:
     decay = min(max(_num(params, "train.ema.decay", 0.999), 0.0), 0.99999)
     lag = (1.0 / (1.0 - decay)) / 250.0  # EMA window in epochs (250 iterations per epoch)
     quality *= _cost(_lg(1.0 - decay), _lg(5e-4), 0.7, 0.1)
-    delay = min(max(1.5 + 5.0 * (lr_opt / max(lr, 1e-9)) ** 0.5, 1.0), 40.0)
+    delay = min(max(2.0 + 8.0 * (lr_opt / max(lr, 1e-9)) ** 0.5, 1.0), 40.0)
     progress = _sigmoid_progress(max(epochs - min(lag, 10.0), 0.0), delay, 0.35 * delay + 0.5)
     floor, peak = 0.01, 0.53
     return _noisy(floor + (peak - floor) * quality * progress, "slow_starter", params, epochs, seed)
