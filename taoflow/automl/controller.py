@@ -203,15 +203,18 @@ class SweepController:
             if frozen.state == TrialState.RUNNING:
                 self._orphans.append(frozen)
             attrs = frozen.user_attrs
-            rungs = {int(k): float(v) for k, v in (attrs.get("kpi_per_rung") or {}).items()}
+            rungs = {int(k): float(v) for k, v in frozen.intermediate_values.items()}  # decisions (reported)
+            rungs.update({int(k): float(v) for k, v in (attrs.get("kpi_per_rung") or {}).items()})  # at its end
             for epochs, value in sorted(rungs.items()):
                 self.pruner.observe(frozen.number, epochs, value)
             if frozen.state == TrialState.COMPLETE and frozen.value is not None:
                 self.pruner.completed(rungs, frozen.value)
             row = self._new_row(frozen.number, dict(frozen.params), attrs)
             row.update(state=frozen.state.name, value=frozen.value, kpi_per_rung={str(k): v for k, v in rungs.items()})
+            if frozen.state == TrialState.RUNNING:  # its GPU-epochs are written when it ends; until then, rungs
+                row["gpu_epochs"] = max(row["gpu_epochs"], max(rungs, default=0))
             self._rows[frozen.number] = row
-            self.gpu_epochs += int(attrs.get("gpu_epochs") or 0)
+            self.gpu_epochs += int(row["gpu_epochs"])
             self._started += 1
 
     def _new_row(self, number: int, params: dict[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,7 +258,7 @@ class SweepController:
 
                 run = refresh_resume(self.skill, self.store, run)
             trial.set_user_attr("adopted", int(frozen.user_attrs.get("adopted", 0)) + 1)
-            rungs = {int(k): float(v) for k, v in (frozen.user_attrs.get("kpi_per_rung") or {}).items()}
+            rungs = {int(k): float(v) for k, v in row["kpi_per_rung"].items()}
             last = frozen.intermediate_values[max(frozen.intermediate_values)] if frozen.intermediate_values else None
             self._submit(trial, run, row, adopted=True, rungs=rungs, last=last)
 
@@ -395,16 +398,13 @@ class SweepController:
             if active.gate is not None:
                 active.gate.ack(step)
             return
-        trial.report(value, step)
-        trial.set_user_attr("kpi_per_rung", row["kpi_per_rung"])
-        trial.set_user_attr("gpu_epochs", active.gpu_epochs)
+        trial.report(value, step)  # the one write of a decision (the rest is written when the trial ends)
         if not self.pruner.should_prune(trial.number, step, value):
             if active.gate is not None:
                 active.gate.ack(step)
             return
         active.pruning = True
         row.update(state="PRUNING", pruned_at_epoch=step)
-        trial.set_user_attr("pruned_at_epoch", step)
         self.launcher.cancel(active.handle)
         if active.gate is not None:
             active.gate.cancel()
@@ -413,7 +413,9 @@ class SweepController:
 
     def _tell_pruned(self, active: _Active) -> None:
         now = time.time()
-        active.trial.set_user_attr("finished_at", now)
+        for key, value in (("pruned_at_epoch", active.row["pruned_at_epoch"]), ("gpu_epochs", active.gpu_epochs),
+                           ("kpi_per_rung", active.row["kpi_per_rung"]), ("finished_at", now)):
+            active.trial.set_user_attr(key, value)
         self.study.tell(active.trial, state=TrialState.PRUNED)
         active.told = True
         active.row.update(state="PRUNED", finished_at=now)
@@ -431,7 +433,6 @@ class SweepController:
         if active.told:  # pruned at its rung and already recorded; the job has now stopped
             self._notify()
             return
-        trial.set_user_attr("gpu_epochs", active.gpu_epochs)
         if result is not None:
             compact = result.to_dict()
             compact.pop("manifest", None)
@@ -445,6 +446,8 @@ class SweepController:
             failure = (result.failure_class if result else None) or event.failure_class
             message = (result.message if result else None) or event.message or status
             trial.set_user_attr("failure_class", failure)
+            trial.set_user_attr("gpu_epochs", active.gpu_epochs)
+            trial.set_user_attr("kpi_per_rung", row["kpi_per_rung"])
             self._fail_now(trial, row, message)
             return
         self._notify()
@@ -459,10 +462,11 @@ class SweepController:
         if self.settings.max_epochs not in active.rungs:
             active.rungs[self.settings.max_epochs] = value
             row["kpi_per_rung"] = {str(k): v for k, v in sorted(active.rungs.items())}
-        trial.set_user_attr("kpi_per_rung", row["kpi_per_rung"])
         self.pruner.completed(active.rungs, value)
         now = time.time()
-        trial.set_user_attr("finished_at", now)
+        for key, attr in (("kpi_per_rung", row["kpi_per_rung"]), ("gpu_epochs", active.gpu_epochs),
+                          ("finished_at", now)):
+            trial.set_user_attr(key, attr)
         self.study.tell(trial, value)
         row.update(state="COMPLETE", value=value, finished_at=now)
 

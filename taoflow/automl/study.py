@@ -144,11 +144,8 @@ def make_sampler(settings: SweepSettings, space: SearchSpace, *, seed_offset: in
     seed = settings.seed if seed_offset == 0 else _mix(settings.seed, seed_offset)
     startup = max(4, min(10, settings.max_trials // 2))  # Optuna's 10, fewer for small sweeps
     if settings.sampler == "tpe":
-        import json  # EXPERIMENT
-        import os
-        opts = dict(multivariate=False, constant_liar=True, n_startup_trials=startup)
-        opts.update(json.loads(os.environ.get("TAOFLOW_TPE_OPTS", "{}")))
-        return optuna.samplers.TPESampler(seed=seed, **opts)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=False, constant_liar=True,
+                                          n_startup_trials=startup)
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "grid":
@@ -199,6 +196,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 def open_study(settings: SweepSettings, space: SearchSpace, *, storage: str, name: str) -> optuna.Study:
     """Create the study or attach to it (same name → same study, its finished trials kept)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep announces itself (report.space_summary)
     backend = open_storage(storage)
     try:
         existing = optuna.load_study(study_name=name, storage=backend)
