@@ -7,7 +7,8 @@ Methods
   trials at a time, driven by `VirtualLauncher`: each trial reports the surface's value epoch by epoch on a
   virtual clock (no sleeping), gated at its rungs as the emulator is.
 - random: the same controller with Optuna's RandomSampler and no pruning.
-- nv-<algorithm>: nvidia-tao-automl 7.2.0 (bayesian, hyperband, asha, bohb) through its ask/tell `AutoML`
+- nv-<algorithm>: nvidia-tao-automl 7.2.0 (bayesian, hyperband, bohb; asha with `--methods all`: it is the
+  slowest to run and was never the best) through its ask/tell `AutoML`
   API, with our parameters and bounds (`custom_param_ranges`), one recommendation at a time as its runner
   does: as it behaves (its own sampling: linear over each range). A recommendation trains
   `train.num_epochs` epochs; with `resume_from_epoch` (a promotion) it resumes and costs the difference.
@@ -93,7 +94,7 @@ from taoflow.skill import load_skill
 from taoflow.spec import load_template
 
 CATALOG = Path(__file__).resolve().parents[1] / "taoflow" / "emulator" / "surfaces" / "catalog.py"
-NVIDIA = ["bayesian", "hyperband", "asha", "bohb"]
+NVIDIA = ["bayesian", "hyperband", "bohb", "asha"]
 MAX_EPOCHS = 27
 REFERENCE_TRIALS = 200
 CONCURRENCY = 4
@@ -327,6 +328,7 @@ def run_nvidia(problem: Problem, algorithm: str, log: bool = False) -> int | Non
 # ------------------------------------------------------------------------------------------------ runs
 
 def method_table(names: list[str] | None) -> dict[str, Callable[[Problem], int | None]]:
+    """The methods to run: `names`, or the default set (every method but nv-asha*), or `all`."""
     methods: dict[str, Callable[[Problem], int | None]] = {"ours": run_ours, "random": run_random}
     try:
         import tao_automl  # noqa: F401
@@ -337,7 +339,9 @@ def method_table(names: list[str] | None) -> dict[str, Callable[[Problem], int |
         for algorithm in NVIDIA:
             methods[f"nv-{algorithm}"] = lambda p, a=algorithm: run_nvidia(p, a)
             methods[f"nv-{algorithm}-log"] = lambda p, a=algorithm: run_nvidia(p, a, log=True)
-    if names is None:
+    if names is None:  # nv-asha is the slowest and never the best: `--methods all` adds it
+        return {n: m for n, m in methods.items() if not n.startswith("nv-asha")}
+    if names == ["all"]:
         return methods
     unknown = [n for n in names if n not in methods]
     if unknown:
@@ -443,6 +447,21 @@ def controller_cpu(trials: int, concurrency: int = 8, epochs: int = 9) -> tuple[
     return total / trial_epochs, trial_epochs
 
 
+def cpu_figures() -> str:
+    """The CPU section of the report (run in a worker while the tables are computed)."""
+    _quiet()
+    lines = ["controller CPU per trial-epoch (rtdetr surface, SQLite study, ASHA, 8 at a time, 9 epochs; "
+             "random sampler, so only the controller counts):"]
+    for trials in (32, 1000):
+        per_epoch, trial_epochs = controller_cpu(trials)
+        lines.append(f"  {trials:>5} trials: {per_epoch * 1000:.2f} ms per trial-epoch, "
+                     f"{per_epoch * trial_epochs / trials * 1000:.1f} ms per trial ({trial_epochs / trials:.1f} "
+                     "epochs per trial: a bigger study prunes more, so fewer epochs share each trial's start)")
+    lines.append("default sampler (TPE), CPU per ask (once per trial; it fits every finished trial): "
+                 + ", ".join(f"{n} trials {sampler_cpu(n) * 1000:.1f} ms" for n in (32, 1000)))
+    return "\n".join(lines)
+
+
 def sampler_cpu(trials: int, asks: int = 10) -> float:
     """CPU seconds of one ask of the default sampler (TPE) on the 14-parameter RT-DETR space, in a study that
     already holds `trials` finished trials (in memory: the sampler's own work, not the storage's)."""
@@ -500,7 +519,8 @@ def main() -> None:
     parser.add_argument("--surfaces-from", default=str(CATALOG), help="a .py file defining SURFACES")
     parser.add_argument("--surface", action="append", default=[], help="only this surface (repeatable)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--methods", default=None, help="comma-separated, e.g. ours,random,nv-hyperband")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated, e.g. ours,random,nv-hyperband-log; `all` adds nv-asha and nv-asha-log")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one (surface, seed) each)")
     parser.add_argument("--cap-trials", type=int, default=CAP_TRIALS, help="budget cap in full trials")
     parser.add_argument("--skip-cpu", action="store_true", help="skip the controller CPU measurement")
@@ -531,6 +551,7 @@ def main() -> None:
     jobs = [(args.surfaces_from, name, seed, cap, names) for name in selected for seed in range(args.seeds)]
     load = os.getloadavg()[0]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        cpu_job = None if args.skip_cpu else pool.submit(cpu_figures)  # thread CPU time: load does not bend it
         for name, seed, reference, hits, cpu in pool.map(solve, jobs):
             for method in names:
                 table[name][method][seed] = hits[method]
@@ -539,16 +560,8 @@ def main() -> None:
                   + ", ".join(f"{m}={hits[m]}" for m in names), flush=True)
     print_tables(table, surfaces, names, cap, args.seeds)
     print("\nCPU seconds per method (all problems): " + ", ".join(f"{m} {s:.1f}" for m, s in seconds.items()))
-    if not args.skip_cpu:
-        print("\ncontroller CPU per trial-epoch (rtdetr surface, SQLite study, ASHA, 8 at a time, 9 epochs; "
-              "random sampler, so only the controller counts):")
-        for trials in (32, 1000):
-            per_epoch, trial_epochs = controller_cpu(trials)
-            print(f"  {trials:>5} trials: {per_epoch * 1000:.2f} ms per trial-epoch, "
-                  f"{per_epoch * trial_epochs / trials * 1000:.1f} ms per trial ({trial_epochs / trials:.1f} epochs "
-                  "per trial: a bigger study prunes more, so fewer epochs share each trial's start)")
-        print("default sampler (TPE), CPU per ask (once per trial; it fits every finished trial): "
-              + ", ".join(f"{n} trials {sampler_cpu(n) * 1000:.1f} ms" for n in (32, 1000)))
+    if cpu_job is not None:
+        print("\n" + cpu_job.result())
     print(f"\nwall time {time.time() - began:.0f} s; load average at start {load:.1f}, at end {os.getloadavg()[0]:.1f} "
           f"({os.cpu_count()} CPUs)")
     print(totals_line(table, names, cap))

@@ -184,17 +184,25 @@ class SweepController:
     # ------------------------------------------------------------------ main loop
     def run(self) -> SweepResult:
         self._load()
-        self._adopt_running()
-        while True:
-            while self._running() < self.settings.max_concurrent and self._started < self._budget():
-                self._start_new()
-            if not self._active:
-                break
-            number, event = self._next_event()
-            self._handle(number, event)
-            if self.stop_when is not None and self.stop_when(self):
-                self._stop()
-                break
+        try:
+            self._adopt_running()
+            while True:
+                while self._running() < self.settings.max_concurrent and self._started < self._budget():
+                    self._start_new()
+                if not self._active:
+                    break
+                number, event = self._next_event()
+                self._handle(number, event)
+                if self.stop_when is not None and self.stop_when(self):
+                    self._stop()
+                    break
+        except BaseException:
+            # Interrupted (Ctrl-C, a crash): the trials keep running and a rerun adopts them; their gates
+            # must not hold them meanwhile.
+            for active in self._active.values():
+                if active.gate is not None:
+                    active.gate.release()
+            raise
         return self.result()
 
     def _load(self) -> None:
