@@ -347,6 +347,35 @@ def test_a_resumed_controller_rebuilds_its_rung_tables_from_the_study(tmp_path) 
         assert len(controller.pruner._tables[(0, rung)]) == len(reported) > 6 // 2, rung
 
 
+def test_an_interrupted_controller_releases_its_gates(tmp_path) -> None:
+    """Ctrl-C mid-sweep: the running trials keep running (a rerun adopts them) and must not stay held at a
+    rung meanwhile."""
+    gates: dict[str, Any] = {}
+
+    class Recording(VirtualLauncher):
+        def rung_gate(self, run):
+            gates[run.run_key] = super().rung_gate(run)
+            return gates[run.run_key]
+
+    skill = load_skill("centerpose")
+    space = build_space(skill)
+    settings = settings_for(skill, max_trials=8, max_concurrent=2, max_epochs=9, seed=1)
+    study = open_study(settings, space, storage=f"sqlite:///{tmp_path / 'i.db'}", name="i")
+
+    def make_run(overrides: dict[str, Any], number: int) -> ActionRun:
+        if number == 4:
+            raise KeyboardInterrupt
+        return ActionRun(model="centerpose", action="train", spec=expand(overrides), image="x", run_key=f"k{number}",
+                         results_uri=f"memory://{number}")
+
+    with pytest.raises(KeyboardInterrupt):
+        SweepController(study, space, settings, skill, Recording(emulator_kpis), make_run).run()
+    running = [t.user_attrs["run_key"] for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING
+               and "run_key" in t.user_attrs]
+    assert running and all(not gates[key].rungs for key in running)  # released
+    assert any(gate.rungs for gate in gates.values())  # (finished trials' gates were not touched)
+
+
 if __name__ == "__main__":
     out = sweep(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     print(out.best_number, out.best_value)
