@@ -65,11 +65,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
-import contextlib
 import importlib.util
-import io
 import logging
-import math
 import statistics
 import tempfile
 import time
@@ -82,7 +79,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optuna
-from optuna.distributions import CategoricalDistribution, IntDistribution
+from automl_cpu import cpu_figures
+from automl_nvidia import run_nvidia
 
 from taoflow.automl.controller import SweepController
 from taoflow.automl.space import SearchSpace, build_space
@@ -250,81 +248,6 @@ def run_random(problem: Problem) -> int | None:
     return run_controller(problem, sampler="random", pruner="none")
 
 
-# ------------------------------------------------------------------------------------------------ nvidia
-
-def _nvidia_ranges(space: SearchSpace, log: bool) -> dict[str, dict[str, Any]]:
-    ranges: dict[str, dict[str, Any]] = {}
-    for key, p in space.params.items():
-        d = p.distribution
-        if isinstance(d, CategoricalDistribution):
-            ranges[key] = {"valid_options": list(d.choices)}
-        elif log and p.log:
-            ranges[key] = {"valid_min": math.log10(d.low), "valid_max": math.log10(d.high)}
-        else:
-            ranges[key] = {"valid_min": d.low, "valid_max": d.high}
-    return ranges
-
-
-def _coerce(space: SearchSpace, specs: dict[str, Any], log: bool) -> dict[str, Any]:
-    """The searched keys of a recommendation, clipped into the space (its samplers can step outside)."""
-    out: dict[str, Any] = {}
-    for key, p in space.params.items():
-        if key not in specs:
-            continue
-        d, value = p.distribution, specs[key]
-        if isinstance(d, CategoricalDistribution):
-            out[key] = value
-            continue
-        value = float(value)
-        if log and p.log:
-            value = 10.0 ** value
-        value = min(max(value, d.low), d.high)
-        out[key] = round(value) if isinstance(d, IntDistribution) else value
-    return out
-
-
-def run_nvidia(problem: Problem, algorithm: str, log: bool = False) -> int | None:
-    from tao_automl import AutoML
-
-    template = load_template(problem.skill, "train")
-    template.setdefault("train", {})["num_epochs"] = MAX_EPOCHS
-    spent, session = 0, 0
-    while spent < problem.cap and session <= 50:
-        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # its state files: keep them off the disk
-        with tempfile.TemporaryDirectory(dir=shm) as workspace, contextlib.redirect_stdout(io.StringIO()):
-            automl = AutoML(
-                workspace, problem.model, template,
-                settings={"algorithm": algorithm, "metric": problem.metric, "direction": problem.direction,
-                          "automl_max_recommendations": REFERENCE_TRIALS, "automl_max_epochs": MAX_EPOCHS,
-                          "automl_reduction_factor": 3,
-                          # It seeds numpy/random from hash(session_id): make that differ per seed.
-                          "session_id": f"bench-{problem.name}-{problem.seed}-{session}"},
-                automl_hyperparameters=sorted(problem.space.params),
-                custom_param_ranges=_nvidia_ranges(problem.space, log),
-            )
-            idle = 0
-            while spent < problem.cap and not automl.is_complete() and idle < 5:
-                recs = automl.next_recommendation()
-                if not recs:
-                    idle += 1
-                    continue
-                idle = 0
-                for rec in recs:
-                    epochs = int(rec.specs.get("train.num_epochs") or MAX_EPOCHS)
-                    start = int(rec.resume_from_epoch or 0)
-                    values = _coerce(problem.space, rec.specs, log)
-                    flat = problem.spec(problem.space.overrides(values))
-                    value = problem.value(flat, epochs)
-                    spent += max(epochs - start, 0)
-                    if problem.good(value) and spent <= problem.cap:
-                        return spent
-                    automl.report_result(rec.id, value)
-                    if spent >= problem.cap:
-                        break
-        session += 1
-    return None
-
-
 # ------------------------------------------------------------------------------------------------ runs
 
 def method_table(names: list[str] | None) -> dict[str, Callable[[Problem], int | None]]:
@@ -337,8 +260,10 @@ def method_table(names: list[str] | None) -> dict[str, Callable[[Problem], int |
             print("nvidia-tao-automl is not installed (pip install nvidia-tao-automl==7.2.0); running without it")
     else:
         for algorithm in NVIDIA:
-            methods[f"nv-{algorithm}"] = lambda p, a=algorithm: run_nvidia(p, a)
-            methods[f"nv-{algorithm}-log"] = lambda p, a=algorithm: run_nvidia(p, a, log=True)
+            methods[f"nv-{algorithm}"] = lambda p, a=algorithm: run_nvidia(
+                p, a, max_epochs=MAX_EPOCHS, recommendations=REFERENCE_TRIALS)
+            methods[f"nv-{algorithm}-log"] = lambda p, a=algorithm: run_nvidia(
+                p, a, log=True, max_epochs=MAX_EPOCHS, recommendations=REFERENCE_TRIALS)
     if names is None:  # nv-asha is the slowest and never the best: `--methods all` adds it
         return {n: m for n, m in methods.items() if not n.startswith("nv-asha")}
     if names == ["all"]:
@@ -418,66 +343,6 @@ def totals_line(table: dict[str, dict[str, list[int | None]]], names: list[str],
     return (f"TOTAL ours/random={ours / rnd:.2f}" if ours is not None and rnd is not None else "TOTAL ours/random=n/a") \
         + (f" ours/nvidia-best={ours / nv[best]:.2f}" if ours is not None and best else " ours/nvidia-best=n/a") \
         + f" worst-surface ours/random={worst}"
-
-
-# ------------------------------------------------------------------------------------------------ CPU
-
-def controller_cpu(trials: int, concurrency: int = 8, epochs: int = 9) -> tuple[float, int]:
-    """(controller CPU per trial-epoch, trial-epochs) of one sweep of `trials` trials on the RT-DETR emulator
-    surface, its study in SQLite as `taoflow tune` keeps it, ASHA pruning. The random sampler keeps the
-    sampler's own cost out of it (`sampler_cpu` measures that): this is the controller's cost per event."""
-    skill = load_skill("rtdetr")
-    space = build_space(skill)
-    settings = settings_for(skill, max_trials=trials, max_concurrent=concurrency, max_epochs=epochs, seed=0,
-                            sampler="random")
-    template = flatten(load_template(skill, "train"))
-    with tempfile.TemporaryDirectory() as folder:
-        study = optuna.create_study(storage=f"sqlite:///{folder}/cpu.db", direction=settings.direction,
-                                    sampler=make_sampler(settings, space), pruner=make_pruner(settings))
-
-        def make_run(overrides: dict[str, Any], number: int) -> ActionRun:
-            return ActionRun(model="rtdetr", action="train", spec=expand({**template, **overrides}), image="virtual",
-                             run_key=f"cpu-{number}", results_uri=f"virtual://cpu/{number}")
-
-        controller = SweepController(study, space, settings, skill, VirtualLauncher(emulator_kpis), make_run)
-        began = time.thread_time()
-        result = controller.run()
-        total = time.thread_time() - began
-    trial_epochs = sum(int(r["epochs"]) for r in result.trials)
-    return total / trial_epochs, trial_epochs
-
-
-def cpu_figures() -> str:
-    """The CPU section of the report (run in a worker while the tables are computed)."""
-    _quiet()
-    lines = ["controller CPU per trial-epoch (rtdetr surface, SQLite study, ASHA, 8 at a time, 9 epochs; "
-             "random sampler, so only the controller counts):"]
-    for trials in (32, 1000):
-        per_epoch, trial_epochs = controller_cpu(trials)
-        lines.append(f"  {trials:>5} trials: {per_epoch * 1000:.2f} ms per trial-epoch, "
-                     f"{per_epoch * trial_epochs / trials * 1000:.1f} ms per trial ({trial_epochs / trials:.1f} "
-                     "epochs per trial: a bigger study prunes more, so fewer epochs share each trial's start)")
-    lines.append("default sampler (TPE), CPU per ask (once per trial; it fits every finished trial): "
-                 + ", ".join(f"{n} trials {sampler_cpu(n) * 1000:.1f} ms" for n in (32, 1000)))
-    return "\n".join(lines)
-
-
-def sampler_cpu(trials: int, asks: int = 10) -> float:
-    """CPU seconds of one ask of the default sampler (TPE) on the 14-parameter RT-DETR space, in a study that
-    already holds `trials` finished trials (in memory: the sampler's own work, not the storage's)."""
-    skill = load_skill("rtdetr")
-    space = build_space(skill)
-    settings = settings_for(skill, max_trials=trials + asks, seed=0)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-    distributions = dict(sorted(space.distributions().items()))
-    for number in range(trials):
-        trial = study.ask(distributions)
-        study.tell(trial, float(number % 97))
-    study.sampler = make_sampler(settings, space)
-    began = time.thread_time()
-    for _ in range(asks):
-        study.tell(study.ask(distributions), 1.0)
-    return (time.thread_time() - began) / asks
 
 
 # ------------------------------------------------------------------------------------------------ predict

@@ -7,16 +7,12 @@ so an event costs the same with 32 trials in the study or 1,000: the study is re
 written (one row per fact) as trials start, pass rungs and end.
 
 Pruning that takes effect, and the same sweep for the same seed. A trial is *gated* when its launcher can
-hold it at a rung until the controller has decided (the emulator through `taoflow.emulator.rungs`, the
-benchmark's `VirtualLauncher` in-process): a pruned gated trial stops exactly at its rung. Gated trials
-are also decided in a fixed order, by a virtual clock counted in epochs: a trial started at clock `c`
-reaches its `k`-th epoch at `c + k`; decisions (a rung, a trial's end) are taken in (clock, trial number)
-order, a decision waiting until every other gated trial has reported up to its clock; a trial pruned or
-ended at clock `t` frees its GPU at `t`, and the next trial starts there. Optuna then sees the same reports
-in the same order whatever the machine's speed, so the same seed gives the same trials, prunes and
-GPU-epochs — on the emulator and in benchmarks/automl.py, which drives this class too. Real TAO (epochs of
-minutes) is not gated: its events are decided as they arrive and a pruned job is cancelled well within the
-epoch after its rung.
+hold it at a rung until the controller has decided (gates.py: the emulator through files, the benchmark's
+`VirtualLauncher` in-process): a pruned gated trial stops exactly at its rung, and gated trials are decided
+in virtual-clock order (clock.py), so the same seed gives the same trials, prunes and GPU-epochs — on the
+emulator and in benchmarks/automl.py, which drives this class too. Real TAO (epochs of minutes) is not
+gated: its events are decided as they arrive and a pruned job is cancelled well within the epoch after its
+rung.
 
 Per trial the study keeps (user attrs): `run_key`, `results_uri`, `overrides`, `trained_with` (the searched
 keys as the trial's spec has them, after clamps and dependencies), `kpi_per_rung` ({epochs: value}),
@@ -41,11 +37,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from taoflow.automl.clock import VirtualClock
+from taoflow.automl.gates import Gate, gate_for
 from taoflow.automl.pruning import RungPruner
 from taoflow.automl.space import SearchSpace
 from taoflow.automl.study import SweepSettings, rung_epochs, trial_overrides
@@ -61,33 +59,6 @@ and the skill's AutoML overrides — and owns the run key and results URI. It mu
 adopted trial is rebuilt with the same arguments and must map to the same run key."""
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
-
-
-class Gate(Protocol):
-    """One trial's rung gate (see taoflow.emulator.rungs): the trial waits at its decision rungs."""
-
-    def environment(self, rungs: list[int]) -> dict[str, str]: ...
-    def reset(self) -> None: ...
-    def ack(self, epochs: int) -> None: ...
-    def release(self) -> None: ...
-    def cancel(self) -> None: ...
-
-
-def emulator_gate(launcher: Any, run: ActionRun) -> Gate | None:
-    """A file gate when `launcher` runs `run` through the emulator with a local results folder; else None.
-    A launcher may offer its own gates with a `rung_gate(run)` method (the benchmark's VirtualLauncher)."""
-    own = getattr(launcher, "rung_gate", None)
-    if callable(own):
-        return own(run)
-    from taoflow.emulator.rungs import FileGate
-    from taoflow.launchers.local import is_remote, local_of, tao_installed
-    from taoflow.skill import load_skill
-
-    if getattr(launcher, "name", None) != "local" or is_remote(run.results_uri) or run.emulate is False:
-        return None
-    if run.emulate is None and tao_installed(load_skill(run.model).action(run.action).argv):
-        return None
-    return FileGate(local_of(run.results_uri))
 
 
 @dataclass
@@ -157,7 +128,7 @@ class SweepController:
         self.pruner = RungPruner(settings.pruner, self.rungs, reduction_factor=settings.reduction_factor,
                                  maximize=settings.direction == "maximize", seed=settings.seed,
                                  rung_check=settings.rung_check)
-        self.clock = 0  # the virtual clock of gated trials, in epochs (see the module docstring)
+        self._clock = VirtualClock(settings.max_epochs)
         self.gpu_epochs = 0  # trained by every trial so far, this controller's run and earlier ones
         self._distributions = dict(sorted(space.distributions().items()))
         self._events: queue.Queue[tuple[int, Any]] = queue.Queue()
@@ -272,7 +243,7 @@ class SweepController:
 
     def _submit(self, trial: optuna.Trial, run: ActionRun, row: dict[str, Any], *, adopted: bool = False,
                 rungs: dict[int, float] | None = None, last: float | None = None) -> None:
-        gate = emulator_gate(self.launcher, run)
+        gate = gate_for(self.launcher, run)
         decisions = self.pruner.decision_rungs(trial.number)
         if gate is not None:
             run.env.update(gate.environment([] if adopted else decisions))
@@ -320,49 +291,28 @@ class SweepController:
                                            "infra")))
 
     # ------------------------------------------------------------------ event order
+    @property
+    def clock(self) -> int:
+        """The virtual clock of gated trials, in epochs (clock.py)."""
+        return self._clock.now
+
     def _next_event(self) -> tuple[int, Any]:
-        """The next event to handle: one that needs no decision order, else the gated decision that comes
-        first on the virtual clock once no other gated trial can still report before it."""
+        """The next event to handle: one that needs no decision order, else the gated decision whose turn
+        it is on the virtual clock."""
         while True:
             if self._now:
                 return self._now.popleft()
-            ready = self._ordered_decision()
+            ready = self._clock.next(self._active)
             if ready is not None:
                 return ready
             number, event = self._events.get()
             active = self._active.get(number)
             if active is None:
                 continue
-            if active.ordered and not active.told and self._decides(active, event):
+            if self._clock.decides(active, event):
                 active.pending.append(event)
             else:
                 self._now.append((number, event))
-
-    def _decides(self, active: _Active, event: Any) -> bool:
-        return isinstance(event, Finished) or (isinstance(event, EpochProgress) and event.epoch + 1 in active.decisions)
-
-    def _key(self, active: _Active, event: Any) -> int:
-        if isinstance(event, EpochProgress):
-            return active.start + event.epoch + 1
-        if event.status == "SUCCESS" or active.step >= self.settings.max_epochs:
-            return active.start + active.step
-        return active.start + active.step + 1  # it failed during its next epoch
-
-    def _ordered_decision(self) -> tuple[int, Any] | None:
-        gated = [(n, a) for n, a in self._active.items() if a.ordered and not a.told]
-        waiting = [(self._key(a, a.pending[0]), n) for n, a in gated if a.pending]
-        if not waiting:
-            return None
-        first = min(waiting)
-        for number, active in gated:
-            if active.pending or number == first[1]:
-                continue
-            lower_bound = active.start + min(active.step + 1, self.settings.max_epochs)
-            if (lower_bound, number) < first:
-                return None  # that trial may still report something earlier
-        active = self._active[first[1]]
-        self.clock = max(self.clock, first[0])
-        return first[1], active.pending.popleft()
 
     # ------------------------------------------------------------------ events
     def _metric_of(self, kpis: Mapping[str, Any]) -> float | None:
