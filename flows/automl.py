@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from flows.parameters import AutoMLSettings, LauncherProfile, PipelineParameters
+from taoflow.automl.report import best_summary, format_value
 from taoflow.automl.sweep import SweepOptions, run_sweep
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest
@@ -53,7 +54,8 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
         skill, request, store, trial_launcher,
         SweepOptions(max_trials=automl.max_trials, max_concurrent=automl.max_concurrent,
                      max_epochs=automl.max_epochs, sampler=automl.sampler, pruner=automl.pruner,
-                     seed=automl.seed, parameters=list(automl.parameters), storage=automl.storage),
+                     seed=automl.seed, parameters=list(automl.parameters), space=automl.space,
+                     storage=automl.storage),
         upstream={name: ActionResult.from_dict(res) for name, res in upstream.items()},
         on_update=on_update,
     )
@@ -64,18 +66,18 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
                              f"{result.best_number} {result.metric}={result.best_value}")
     if result.best_result is None:
         raise UserError(f"no AutoML trial of {skill.name} completed; see the trials table ({key}-trials)")
-    logger.info("best trial %s: %s=%s params=%s (%d GPU-epochs in all)", result.best_number, result.metric,
-                result.best_value, result.best_params, result.gpu_epochs)
+    logger.info("%s", best_summary(skill.name, result.trials, metric=result.metric, direction=result.direction))
     return result.best_result.to_dict()
 
 
 def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials table artifact: the values each trial trained with (its spec, after clamps)."""
     rows = []
     for t in trials:
         rows.append({
-            "trial": t["number"], "state": t["state"], "value": t["value"],
-            "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in sorted(t["params"].items())),
+            "trial": t["number"], "state": t["state"], "value": t["value"], "epochs": t.get("epochs", 0),
+            "trained with": " ".join(f"{k}={format_value(v)}"
+                                     for k, v in sorted((t.get("trained_with") or t["params"]).items())),
             "KPI per rung": ", ".join(f"{e}:{v:.4g}" for e, v in sorted(
                 ((int(k), v) for k, v in (t.get("kpi_per_rung") or {}).items()))),
             "GPU-epochs": t.get("gpu_epochs", 0), "results": t.get("results_uri") or "",

@@ -66,10 +66,11 @@ def run_command(
     trials: int = typer.Option(16, "--trials"),
     concurrency: int = typer.Option(4, "--concurrency"),
     sampler: str = typer.Option("tpe", "--sampler"),
-    pruner: str | None = typer.Option(None, "--pruner", help="asha | hyperband | none (default: per metric)"),
+    pruner: str | None = typer.Option(None, "--pruner", help="asha | hyperband | none (default: asha)"),
     max_epochs: int | None = typer.Option(None, "--max-epochs"),
     seed: int = typer.Option(0, "--seed"),
     params: list[str] = typer.Option([], "--param", help="KEY=LOW:HIGH[:log] or KEY=a,b,c"),
+    space: str = typer.Option("default", "--space", help="default: AutoML parameters + --param; none: --param only"),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL."),
 ) -> None:
     """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine)."""
@@ -79,7 +80,7 @@ def run_command(
                      "options": parse_assignments(launcher_options)},
         "automl": {"enabled": automl, "max_trials": trials, "max_concurrent": concurrency,
                    "sampler": sampler, "pruner": pruner, "max_epochs": max_epochs, "seed": seed,
-                   "parameters": params, "storage": storage},
+                   "parameters": params, "space": space, "storage": storage},
     }
     if dry_run:
         from flows.dry_run import print_dry_run
@@ -173,11 +174,13 @@ def tune_command(
     concurrency: int = typer.Option(4, "--concurrency", help="Trials running at once (the GPU budget)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | gp | random | grid"),
     pruner: str | None = typer.Option(
-        None, "--pruner", help="asha | hyperband | none (default: asha; hyperband for training-loss metrics)"
+        None, "--pruner", help="asha | hyperband | none (default: asha, pruning only at rungs that rank trials as their ends do)"
     ),
     max_epochs: int | None = typer.Option(None, "--max-epochs"),
     seed: int = typer.Option(0, "--seed"),
     params: list[str] = typer.Option([], "--param", help="KEY=LOW:HIGH[:log] or KEY=a,b,c"),
+    space: str = typer.Option("default", "--space", help="default: the model's AutoML parameters, extended by "
+                              "--param (a key already there gets the --param range); none: only the --param ranges"),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default SQLite)."),
     resume: bool = typer.Option(False, "--resume", help="Attach to the existing study (the default "
                                 "whenever the same sweep runs again; kept for scripts that say so)."),
@@ -197,9 +200,13 @@ def tune_command(
         "launcher": {"name": launcher, "emulate": emulate, "gpus": gpus},
         "automl": {"enabled": True, "max_trials": trials, "max_concurrent": concurrency, "sampler": sampler,
                    "pruner": pruner, "max_epochs": max_epochs, "seed": seed, "parameters": params,
-                   "storage": storage},
+                   "space": space, "storage": storage},
     }
     preflight_command(model, actions=",".join(upto), **options)
+    from taoflow.automl.report import space_summary
+    from taoflow.automl.space import build_space
+
+    console.print(space_summary(build_space(model, params, base=space)), highlight=False)  # bad ranges fail here
     from flows.cli_runtime import quiet_prefect_console, run_guarded, start_prefect
 
     start_prefect(console, "flows.automl")
@@ -211,15 +218,9 @@ def tune_command(
     summary, rows = run_guarded(lambda: run_with_trials_display(lambda: tao_automl_sweep(model, parameters),
                                                                 console))
     print_summary(summary, console)
-    automl = skill.automl
-    complete = [r for r in rows if r["state"] == "COMPLETE" and r.get("value") is not None]
-    if complete:
-        pick = max if automl.direction == "maximize" else min
-        best = pick(complete, key=lambda r: r["value"])
-        console.print(f"best trial {best['number']}: {automl.metric} = {best['value']:.4g} "
-                      f"({automl.direction}), {sum(int(r.get('gpu_epochs') or 0) for r in rows)} GPU-epochs "
-                      f"in all\n  params: {best['params']}", highlight=False)
-        console.print(f"  results: {best['results_uri']}", markup=False, highlight=False, soft_wrap=True)
+    from taoflow.automl.report import best_summary
+
+    console.print(best_summary(model, rows), highlight=False, markup=False)
 
 
 @app.command("demo")

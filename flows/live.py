@@ -202,18 +202,9 @@ def print_locations(summary: dict[str, Any], console: Console) -> None:
 
 
 def trials_table(model: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=Text(f"{model} AutoML trials"), title_justify="left")
-    table.add_column("trial", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("value", no_wrap=True)
-    table.add_column("params", overflow="fold")
-    table.add_column("GPU-epochs", no_wrap=True)
-    for row in rows:
-        params = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
-                           for k, v in sorted(row["params"].items()))
-        value = "" if row.get("value") is None else f"{row['value']:.4g}"
-        table.add_row(str(row["number"]), row["state"], value, params, str(row.get("gpu_epochs", 0)))
-    return table
+    from taoflow.automl.report import trials_table as build  # 80 columns wide (AutoML's own module)
+
+    return build(model, rows)
 
 
 def run_with_trials_display(run, console: Console) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -57,11 +57,14 @@ class AutoMLSettings(BaseModel):
     max_epochs: int | None = Field(None, ge=1)
     sampler: Literal["tpe", "gp", "random", "grid"] = "tpe"
     pruner: Literal["asha", "hyperband", "none"] | None = Field(
-        None, description="Multi-fidelity pruning (default: ASHA; Hyperband when the metric is a training loss)."
+        None, description="Multi-fidelity pruning (default: ASHA, pruning only at rungs that rank trials as their ends do)."
     )
     seed: int = 0
     parameters: list[str] = Field(
         default_factory=list, description="KEY=LOW:HIGH[:log] or KEY=a,b,c search ranges."
+    )
+    space: Literal["default", "none"] = Field(
+        "default", description="default: the model's AutoML parameters, extended by `parameters`; none: only them."
     )
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the store).")
 

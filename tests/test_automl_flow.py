@@ -1,5 +1,7 @@
 """The AutoML sweep as the train step of a pipeline, on the emulator, against a real Prefect API:
-parallel trials within the GPU budget, pruned jobs stopped, the best trial's checkpoint handed to evaluate."""
+parallel trials within the GPU budget, pruned jobs stopped at their rung whatever the epoch length, the
+best trial's checkpoint handed to evaluate. It waits for events only (the flow's end), never on a timing
+margin: the rung gate (taoflow/emulator/rungs.py) holds each trial until the controller has decided."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 
 def test_sixteen_trials_four_at_a_time_best_goes_to_evaluate(tmp_path, prefect_api, monkeypatch):
-    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0.03")
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0")
     write_sample_data("rtdetr", tmp_path / "data")
     store = tmp_path / "store"
     params = demo_parameters(
@@ -61,6 +63,10 @@ def test_sixteen_trials_four_at_a_time_best_goes_to_evaluate(tmp_path, prefect_a
         pid_file = Path(trial.user_attrs["results_uri"]) / PID_FILE
         if pid_file.exists():
             assert not _alive(json.loads(pid_file.read_text())["pid"]), f"trial {trial.number} still running"
+        lines = [json.loads(x) for x in (Path(trial.user_attrs["results_uri"]) / "status.json").read_text().splitlines()
+                 if x.strip()]
+        trained = [x["epoch"] for x in lines if x.get("status") == "RUNNING" and "epoch" in x]
+        assert max(trained) + 1 == trial.user_attrs["pruned_at_epoch"] == trial.user_attrs["gpu_epochs"]
 
     best = study.best_trial
     evaluate_spec = yaml.safe_load(

@@ -9,7 +9,6 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from taoflow import surfaces
 from taoflow.automl.space import build_space, schema_property
 from taoflow.automl.study import (
     SweepSettings,
@@ -21,6 +20,7 @@ from taoflow.automl.study import (
     study_name,
     trial_overrides,
 )
+from taoflow.emulator.surfaces import tao as surfaces
 from taoflow.errors import UserError
 from taoflow.skill import load_skill
 
@@ -165,18 +165,18 @@ def test_settings_rungs_and_trial_overrides() -> None:
     skill = load_skill("nvpanoptix3d")
     settings = settings_for(skill, max_epochs=27)
     assert (settings.metric, settings.direction) == ("train_loss", "minimize")
-    assert settings.pruner == "hyperband"  # a training loss misleads successive halving (study.py)
-    assert settings_for(skill, pruner="asha").pruner == "asha"
+    assert settings.pruner == "asha" and settings.rung_check  # the rung check guards a misleading loss
+    assert settings_for(skill, pruner="hyperband").pruner == "hyperband"
     assert settings_for(load_skill("rtdetr")).pruner == "asha"
-    assert rung_epochs(settings) == [3, 9, 27]  # a grace period of max_epochs // 9
-    assert rung_epochs(settings_for(skill, max_epochs=9)) == [1, 3, 9]
-    assert rung_epochs(settings_for(skill, max_epochs=27, min_resource=1)) == [1, 3, 9, 27]
-    assert rung_epochs(SweepSettings("m", "x", "maximize", max_epochs=20, min_resource=2)) == [2, 6, 18, 20]
+    assert rung_epochs(settings) == [3, 6, 12, 24, 27]  # a grace period of max_epochs // 9, halving
+    assert rung_epochs(settings_for(skill, max_epochs=9)) == [1, 2, 4, 8, 9]
+    assert rung_epochs(settings_for(skill, max_epochs=27, min_resource=1, reduction_factor=3)) == [1, 3, 9, 27]
+    assert rung_epochs(SweepSettings("m", "x", "maximize", max_epochs=20, min_resource=2)) == [2, 4, 8, 16, 20]
     space = build_space(skill)
     over = trial_overrides(skill, space, {"train.optim.lr": 3e-4}, settings)
     assert over == {"train.optim.monitor_name": "train_loss", "train.optim.lr": 3e-4, "train.num_epochs": 27,
                     "train.checkpoint_interval": 3, "train.validation_interval": 3}
-    over = trial_overrides(skill, space, {}, settings_for(skill, max_epochs=18, min_resource=2))
+    over = trial_overrides(skill, space, {}, settings_for(skill, max_epochs=18, min_resource=2, reduction_factor=3))
     assert over["train.checkpoint_interval"] == 2
     with pytest.raises(UserError) as err:
         settings_for(skill, sampler="cmaes", pruner="median", max_concurrent=0)

@@ -5,7 +5,9 @@ Sources, later ones winning:
    the skill's train action reads (TAO's rtdetr list also names `distill.teacher.*`, which train never
    reads) and without keys that cannot change the model (`workers`);
 2. the skill's `automl.parameters`, replacing that list when given;
-3. the user's `KEY=LOW:HIGH[:log]` ranges and `KEY=a,b,c` lists, which replace or add parameters.
+3. the user's `KEY=LOW:HIGH[:log]` ranges and `KEY=a,b,c` lists (`--param`): they *extend* the default
+   space — a key already in it gets the user's range, a new key is added — unless the base is `none`
+   (`--space none`), when they are the whole space.
 
 Bounds come from the schema (`minimum`/`maximum`/`exclusive*`, `x-tao-valid-min/max`). Where TAO leaves
 a bound open (`inf`) or at 0 for a rate, the searched range is derived from the default (see `_default_range`)
@@ -69,10 +71,33 @@ class Param:
         return f"{self.key} in [{d.low:g}, {d.high:g}]{scale}"
 
 
+SPACE_BASES = ("default", "none")
+
+
 @dataclass
 class SearchSpace:
     model: str
     params: dict[str, Param] = field(default_factory=dict)
+    base: str = "default"  # "default": the model's AutoML parameters plus --param; "none": --param only
+    defaults_from: str = ""  # where the default parameters came from (for people)
+    replaced: list[str] = field(default_factory=list)  # default parameters whose range --param replaced
+    added: list[str] = field(default_factory=list)  # parameters --param added
+
+    def origin(self) -> str:
+        """Where the parameters come from, and whether --param replaced or extended the defaults."""
+        if self.base == "none":
+            return "only the --param ranges (--space none: the model's default parameters are not searched)"
+        defaults = len(self.params) - len(self.added)
+        text = f"{defaults} from {self.defaults_from}" if self.defaults_from else f"{defaults} default"
+        if not self.replaced and not self.added:
+            return text
+        changes = []
+        if self.replaced:
+            changes.append(f"replaced the range of {', '.join(self.replaced)}")
+        if self.added:
+            changes.append(f"added {', '.join(self.added)}")
+        return (text + "; --param " + " and ".join(changes)
+                + " (--param extends the default space; --space none searches only the --param ranges)")
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return {key: p.distribution for key, p in self.params.items()}
@@ -377,12 +402,17 @@ def build_space(
     user_params: Iterable[str] | Mapping[str, str] = (),
     *,
     schema: Mapping[str, Any] | None = None,
+    base: str = "default",
 ) -> SearchSpace:
     """The search space of a skill's train action (see the module docstring for the rules).
 
     `user_params`: `KEY=LOW:HIGH[:log]` / `KEY=a,b,c` strings, or a mapping of key to the right-hand side.
-    Raises UserError naming every invalid parameter at once.
+    `base`: `default` (the model's AutoML parameters, extended by `user_params`) or `none` (`user_params`
+    only). Raises UserError naming every invalid parameter at once.
     """
+    if base not in SPACE_BASES:
+        raise UserError(f"--space {base!r}: choose default (the model's AutoML parameters, extended by --param) "
+                        "or none (only the --param ranges)")
     skill = load_skill(skill) if isinstance(skill, str) else skill
     schema = schema if schema is not None else load_train_schema(skill)
     sections = set(skill.action("train").sections) if "train" in skill.actions else set()
@@ -395,7 +425,11 @@ def build_space(
         defaults = [k for k in defaults if (not sections or k.split(".")[0] in sections)
                     and k.rsplit(".", 1)[-1] not in NON_MODEL_LEAVES]
 
-    space = SearchSpace(model=skill.name)
+    if base == "none":
+        defaults = []
+    space = SearchSpace(model=skill.name, base=base, defaults_from=(
+        f"skills/{skill.name}/skill.yaml automl.parameters" if source == "skill"
+        else "the train schema's AutoML defaults (x-tao-automl-default-parameters)"))
     problems: list[str] = []
     for key in defaults:
         prop = schema_property(schema, key)
@@ -416,11 +450,15 @@ def build_space(
             problems.append(f"{key}: TAO disables AutoML for this parameter (x-tao-automl-disabled-parameters)")
             continue
         try:
-            space.params[key] = _user_param(key, str(rhs), prop)
+            param = _user_param(key, str(rhs), prop)
         except UserError as exc:
             problems.append(str(exc))
+            continue
+        (space.replaced if key in space.params else space.added).append(key)
+        space.params[key] = param
     if problems:
         raise UserError(f"invalid AutoML search space for {skill.name}", problems)
     if not space.params:
-        raise UserError(f"{skill.name}: the AutoML search space is empty; add --param KEY=LOW:HIGH")
+        hint = "--space none searches only --param ranges; " if base == "none" else ""
+        raise UserError(f"{skill.name}: the AutoML search space is empty; {hint}add --param KEY=LOW:HIGH")
     return space

@@ -27,9 +27,10 @@ class SweepOptions:
     max_concurrent: int = 4
     max_epochs: int | None = None
     sampler: str = "tpe"
-    pruner: str | None = None  # None: ASHA, or Hyperband for training-loss metrics (study.default_pruner)
+    pruner: str | None = None  # None: the default (ASHA with the rung check, study.default_pruner)
     seed: int = 0
     parameters: list[str] = field(default_factory=list)
+    space: str = "default"  # "default": the model's AutoML parameters, extended by `parameters`; "none": only them
     storage: str | None = None
 
 
@@ -49,7 +50,7 @@ def run_sweep(
         skill, sampler=options.sampler, pruner=options.pruner, max_trials=options.max_trials,
         max_concurrent=options.max_concurrent, max_epochs=max_epochs, seed=options.seed,
     )
-    space = build_space(skill, options.parameters)
+    space = build_space(skill, options.parameters, base=options.space)
     base = {
         "datasets": {role: digest_uri(uri) for role, uri in sorted(request.data.items())},
         "overrides": request.overrides,

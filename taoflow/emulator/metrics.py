@@ -1,6 +1,6 @@
 """The KPI dicts each model's TAO code writes, filled from the emulator's response surface.
 
-`taoflow.surfaces.kpis` gives one value per quantity (val_mAP, train_loss, …); TAO names and types them per
+`taoflow.emulator.surfaces.kpis` gives one value per quantity (val_mAP, train_loss, …); TAO names and types them per
 model and per event, and this module does the same (docs/tao-contract.md, "KPI names and types"):
 
 | model | "Train metrics generated." | "Eval metrics generated." | evaluate "Test metrics generated." |

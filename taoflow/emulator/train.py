@@ -1,6 +1,6 @@
 """Emulated `train` (and RT-DETR `distill`): TAO's training loop, its status.json lines and checkpoints.
 
-One epoch per `TAOFLOW_EMULATOR_EPOCH_SECONDS`; KPIs from `taoflow.surfaces.kpis` (a pure function of the
+One epoch per `TAOFLOW_EMULATOR_EPOCH_SECONDS`; KPIs from `taoflow.emulator.surfaces.kpis` (a pure function of the
 hyperparameters, the epoch and the seed), so a run interrupted and resumed from its newest checkpoint draws
 exactly the curve of an uninterrupted run. What TAO does, in order (docs/tao-contract.md):
 
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taoflow.dotted import flatten
-from taoflow.emulator import artifacts
+from taoflow.emulator import artifacts, rungs
 from taoflow.emulator.context import ActionContext, is_set, log
 from taoflow.emulator.metrics import eval_kpis, train_kpis
 from taoflow.status import format_duration
@@ -60,7 +60,7 @@ def params_digest(params: dict[str, Any]) -> str:
 
 
 def _surface() -> Callable[..., dict[str, float]]:
-    from taoflow.surfaces import kpis
+    from taoflow.emulator.surfaces import kpis
 
     return kpis
 
@@ -185,6 +185,7 @@ def train(ctx: ActionContext) -> None:
         if unit == "epoch" and (epoch + 1) % interval == 0:
             checkpoints.save(model.checkpoint_name(epoch, end_step), epoch, end_step, values, end_of_epoch=True)
         checkpoints.epoch_end(epoch, end_step, values)
+        rungs.wait_at_rung(epoch + 1, log)  # AutoML: an emulated trial waits for the pruning decision
     if start > max_epoch:
         log(f"Checkpoint epoch {start - 1} is the last epoch of train.num_epochs={num_epochs}; nothing to train")
     ctx.status.write("RUNNING", "Training loop complete.")
