@@ -1,5 +1,6 @@
 """The generic TAO pipeline flow: preflight → dataset_convert → train (or AutoML) → evaluate → export →
-quantize → gen_trt_engine → TensorRT evaluate, each step a cached, resumable `run_action` task.
+quantize → gen_trt_engine → TensorRT evaluate, each step a cached, resumable `run_action` task, then, when
+asked (`promote`), the promotion gate (tasks/promotion.py). `warm_start` trains from a registry champion.
 The model flows in this package call `run_pipeline` with their own parameters."""
 
 from __future__ import annotations
