@@ -85,7 +85,8 @@ def run_command(
     parity_tolerances: list[str] = typer.Option(
         [], "--parity-tolerance", metavar="PRECISION=VALUE",
         help="Allowed |TensorRT - PyTorch| for an engine precision (defaults fp32=0.005 fp16=0.01 int8=0.03)."),
-    max_engine_mb: float | None = typer.Option(None, "--max-engine-mb", help="Largest TensorRT engine to promote."),
+    max_engine_mb: float | None = typer.Option(
+        None, "--max-engine-mb", help="Largest TensorRT engine to promote, in MB (10^6 bytes)."),
 ) -> None:
     """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine), and with
     --promote NAME promote its model in the registry if the gate passes.

@@ -288,3 +288,19 @@ def test_promotion_on_an_s3_store(data, s3_root, capsys, prefect_api):
     assert registry.champion("rtdetr", "prod-s3").run_keys["train"] == first["results"]["train"]["run_key"]
     assert run_cli(["models", "show", "rtdetr", "prod-s3", "--store", s3_root]) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1] == registry.champion("rtdetr", "prod-s3").engine
+
+
+def test_the_champions_evaluate_has_its_own_row_on_the_live_board():
+    from flows.live import StepBoard
+    from taoflow.launchers.base import Cached
+    from taoflow.runs import ActionRun
+    from tasks.progress import label_run
+    from tasks.promotion import CHAMPION_STEP
+
+    run = ActionRun(model="rtdetr", action="evaluate", spec={}, image="nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt",
+                    run_key="c0ffee0000champion01", results_uri="/store/runs/rtdetr/c0ffee0000champion01/evaluate")
+    board = StepBoard("rtdetr", ["train", "evaluate"])
+    label_run(run.run_key, CHAMPION_STEP)
+    board.on_event(run, Cached(run.results_uri, emulated=True))
+    assert board.rows["evaluate"].status == "pending", "the challenger's evaluate row is not touched"
+    assert board.rows[CHAMPION_STEP].label() == "SUCCESS cached EMULATED"

@@ -124,3 +124,9 @@ def test_the_flow_preflight_fails_the_run_with_the_message_and_launches_nothing(
                                  promotion={"name": "fresh"})
     state = flow_fn(parameters, return_state=True)
     assert state.is_failed() and "needs export, gen_trt_engine, trt_evaluate" in state.message
+
+
+def test_run_help_names_the_exit_codes(capsys):
+    assert run_cli(["run", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "3 the run succeeded but the model was not promoted" in out and "--promote" in out
