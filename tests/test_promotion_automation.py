@@ -74,17 +74,21 @@ def test_a_promotion_event_starts_the_release_deployment(tmp_path, prefect_serve
             outcome = registry.promote(champion, "prod", rule=MetricRule.for_skill(load_skill("rtdetr")))
             emit_promotion_event(summary_of(outcome, champion) | {"event_id": outcome.event.id}, champion.to_dict())
 
-            runs = _wait_for("the automation to start tao-release", lambda: client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))))
-            assert runs[0].parameters == {"model": "rtdetr", "name": "prod", "engine": champion.engine, "seq": 1}
+            def started():  # this deployment may have runs from earlier promotions to a `prod` name
+                runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+                return [r for r in runs if r.parameters.get("engine") == champion.engine]
+
+            (run,) = _wait_for("the automation to start tao-release", started)
+            assert run.parameters == {"model": "rtdetr", "name": "prod", "engine": champion.engine, "seq": 1}
         finally:  # no later test's promotion starts it
             client.delete_resource_owned_automations(f"prefect.deployment.{deployment.id}")
             client.delete_deployment(deployment.id)
             assert client.read_automations_by_name(AUTOMATION) == []
 
     # What the triggered run does (run here: no Kubernetes worker in tests).
-    release = tao_release(**runs[0].parameters, store=store.root)
+    release = tao_release(**run.parameters, store=store.root)
     assert release["changed"] and release["version"] == "bbbbbb01" and release["engine"] == champion.engine
     manifest = store.read_json(release_uri(registry, "rtdetr", "prod"))
     assert manifest["seq"] == 1 and manifest["kpis_tensorrt"] == {"AP": 0.609}
-    assert tao_release(**runs[0].parameters, store=store.root)["changed"] is False, "releasing is idempotent"
+    assert tao_release(**run.parameters, store=store.root)["changed"] is False, "releasing is idempotent"

@@ -15,6 +15,7 @@ with a generous deadline as a safety net."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
 from flows import model_flow
+from flows.cli import main  # noqa: F401  (registers run on the app)
 from flows.demo import demo_parameters
 from taoflow.cli import _register, run_cli
 from taoflow.datasets import write_sample_data
@@ -304,3 +306,34 @@ def test_the_champions_evaluate_has_its_own_row_on_the_live_board():
     board.on_event(run, Cached(run.results_uri, emulated=True))
     assert board.rows["evaluate"].status == "pending", "the challenger's evaluate row is not touched"
     assert board.rows[CHAMPION_STEP].label() == "SUCCESS cached EMULATED"
+
+
+def test_a_promotion_that_cannot_be_decided_fails_the_run_and_the_cli_exits_2(data, store, monkeypatch, capsys,
+                                                                             prefect_api):
+    """A newer taoflow writes the registry while this run trains (after its preflight): the promote step refuses
+    to decide or append, the flow run fails with the registry's message in its state, and `taoflow run` prints
+    one `error:` block and exits 2. The stand-in for the newer writer wraps the step's first registry call."""
+    import tasks.promotion
+
+    registry = ModelRegistry(store)
+    marker = Path(registry.folder("rtdetr", "newer")) / "registry.json"
+    original = tasks.promotion.version_from_pipeline
+
+    def newer_taoflow_wrote_meanwhile(*args, **kwargs):
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"format": 99, "created": "2026-11-28T02:00:00Z"}))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.promotion, "version_from_pipeline", newer_taoflow_wrote_meanwhile)
+    summary, state = run_flow(params(data, store, 2, "newer"))
+    assert summary is None and state.is_failed()
+    assert "written by a newer taoflow" in state.message and "nothing was changed" in state.message
+
+    marker.unlink()
+    code = run_cli(["run", "rtdetr", "--data", f"train={data / 'train'}", "--data", f"eval={data / 'eval'}",
+                    "--set", "dataset.num_classes=5", "--actions", ",".join(ACTIONS), "--emulate", "--store", store,
+                    "--set", "train.train.num_epochs=2", "--promote", "newer"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("error:") == 1 and "written by a newer taoflow" in err and "Traceback" not in err
+    assert not list(Path(registry.folder("rtdetr", "newer")).glob("events/*.json")), "nothing was recorded"
