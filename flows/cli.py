@@ -16,6 +16,7 @@ from taoflow.dotted import parse_assignment, parse_assignments
 from taoflow.errors import UserError
 
 console = Console(soft_wrap=True)
+NOT_PROMOTED = 3  # exit code: the run succeeded, the promotion gate said no (scripts branch on it)
 
 
 def parse_data(items: list[str]) -> dict[str, str]:
@@ -72,10 +73,33 @@ def run_command(
     params: list[str] = typer.Option([], "--param", help="KEY=LOW:HIGH[:log] or KEY=a,b,c"),
     space: str = typer.Option("default", "--space", help="default: AutoML parameters + --param; none: --param only"),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL."),
+    warm_start: str | None = typer.Option(
+        None, "--warm-start", metavar="NAME",
+        help="Train from the champion of registry name NAME (its checkpoint as the PTM); --ptm while it has none."),
+    promote: str | None = typer.Option(
+        None, "--promote", metavar="NAME",
+        help="Last step: promote the model to registry name NAME (e.g. prod) if it beats the champion on the same "
+        "eval data by the margin and its TensorRT engine keeps parity. Not promoted: exit 3."),
+    promote_margin: float = typer.Option(
+        0.0, "--promote-margin", help="How much the metric must beat the champion's by (KPI units; 0.01 = one mAP "
+        "point; 0: strictly better)."),
+    parity_tolerances: list[str] = typer.Option(
+        [], "--parity-tolerance", metavar="PRECISION=VALUE",
+        help="Allowed |TensorRT - PyTorch| for an engine precision (defaults fp32=0.005 fp16=0.01 int8=0.03)."),
+    max_engine_mb: float | None = typer.Option(
+        None, "--max-engine-mb", help="Largest TensorRT engine to promote, in MB (10^6 bytes)."),
 ) -> None:
-    """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine)."""
+    """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine), and with
+    --promote NAME promote its model in the registry if the gate passes.
+
+    Exit codes: 0 the run succeeded (and, with --promote, the model was promoted or already was the champion);
+    1 an action failed; 2 bad input, a preflight problem, or a promotion that cannot be decided (nothing was
+    started or recorded); 3 the run succeeded but the model was not promoted (the reasons are printed).
+    """
     options = {
-        "data": data, "actions": actions, "sets": sets, "ptm": ptm, "store": store,
+        "data": data, "actions": actions, "sets": sets, "ptm": ptm, "store": store, "warm_start": warm_start,
+        "promotion": {"name": promote, "margin": promote_margin,
+                      "parity_tolerances": parse_tolerances(parity_tolerances), "max_engine_mb": max_engine_mb},
         "launcher": {"name": launcher, "emulate": emulate, "gpus": gpus, "nodes": nodes,
                      "options": parse_assignments(launcher_options)},
         "automl": {"enabled": automl, "max_trials": trials, "max_concurrent": concurrency,
@@ -92,14 +116,30 @@ def run_command(
 
     start_prefect(console, _flow_module(model))
     parameters = build_parameters(model, **options)
-    from flows.live import run_with_live_display
+    from flows.live import print_promotion, run_with_live_display
 
     quiet_prefect_console()
-    run_guarded(lambda: run_with_live_display(model, parameters, console, steps=steps))
+    summary = run_guarded(lambda: run_with_live_display(model, parameters, console, steps=steps))
+    if print_promotion(summary, console) is False:
+        raise typer.Exit(NOT_PROMOTED)
+
+
+def parse_tolerances(items: list[str]) -> dict[str, float]:
+    tolerances: dict[str, float] = {}
+    for item in items:
+        precision, sep, value = item.partition("=")
+        try:
+            tolerances[precision.strip().lower()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not precision.strip():
+            raise UserError(f"--parity-tolerance takes PRECISION=VALUE (e.g. int8=0.02), got {item!r}")
+    return tolerances
 
 
 def preflight_command(model: str, *, data: list[str], actions: str | None, sets: list[str], ptm: str | None,
-                      store: str | None, launcher: dict[str, Any], automl: dict[str, Any]) -> list[str]:
+                      store: str | None, launcher: dict[str, Any], automl: dict[str, Any],
+                      warm_start: str | None = None, promotion: dict[str, Any] | None = None) -> list[str]:
     """Everything a run needs, checked on the CPU before Prefect is imported or a server started: datasets,
     every planned spec, the store (reachable, writable), the launcher (TAO or the emulator, docker daemon,
     Kubernetes configuration, credentials, images). Every problem at once, each once; returns the plan's
@@ -114,14 +154,15 @@ def preflight_command(model: str, *, data: list[str], actions: str | None, sets:
             datasets=parse_data(data),
             actions=[a.strip() for a in actions.split(",") if a.strip()] if actions else None,
             overrides=parse_sets(sets, list(skill.actions)), pretrained_model=ptm, store=store,
-            launcher=launcher, automl=automl,
+            launcher=launcher, automl=automl, warm_start=warm_start, promotion=promotion or {},
         )
     except ValidationError as exc:
         raise UserError("invalid options", [
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         ]) from None
     try:
-        plan = check_pipeline(skill, generic.to_request(model), generic.launcher.name, generic.launcher.options)
+        plan = check_pipeline(skill, generic.to_request(model), generic.launcher.name, generic.launcher.options,
+                              promotion=generic.promotion.to_request(), warm_start=generic.warm_start)
     except UserError as exc:
         exc.hint = (f"`taoflow sample-data {model} DIR` writes a valid dataset of every role; "
                     f"`taoflow run {model} ... --dry-run` prints the plan and every spec")
@@ -136,7 +177,8 @@ def _flow_module(model: str) -> str | None:
 
 
 def build_parameters(model: str, *, data: list[str], actions: str | None, sets: list[str], ptm: str | None,
-                     store: str | None, launcher: dict[str, Any], automl: dict[str, Any]):
+                     store: str | None, launcher: dict[str, Any], automl: dict[str, Any],
+                     warm_start: str | None = None, promotion: dict[str, Any] | None = None):
     """The model flow's parameters from command-line values."""
     from flows import MODEL_FLOWS, model_flow
     from taoflow.skill import load_skill
@@ -158,6 +200,8 @@ def build_parameters(model: str, *, data: list[str], actions: str | None, sets: 
             store=store,
             launcher=launcher,
             automl=automl,
+            warm_start=warm_start,
+            promotion=promotion or {},
         )
     except ValidationError as exc:
         raise UserError("invalid options", [

@@ -23,7 +23,13 @@ EMULATOR_BANNER = "[EMULATED]"  # the emulator's first log line starts with it (
 
 def step_name(run: ActionRun) -> str:
     """The plan's step name of a run: `dataset_convert[eval]` for per-role runs (their results folder is
-    `dataset_convert-eval`, see planner._results_folder), else the action."""
+    `dataset_convert-eval`, see planner._results_folder), else the action; a run given a label of its own
+    (the champion's evaluate during a promotion) goes by that label."""
+    from tasks.progress import run_label
+
+    label = run_label(run.run_key)
+    if label:
+        return label
     folder = run.results_uri.rstrip("/").rsplit("/", 1)[-1]
     prefix = run.action + "-"
     return f"{run.action}[{folder[len(prefix):]}]" if folder.startswith(prefix) else run.action
@@ -199,6 +205,32 @@ def print_locations(summary: dict[str, Any], console: Console) -> None:
     if store:
         card = f"{store.rstrip('/')}/runs/{summary['model']}/MODEL_CARD.md"
         console.print(f"model card: {card}", markup=False, highlight=False, soft_wrap=True)
+
+
+def print_promotion(summary: dict[str, Any], console: Console) -> bool | None:
+    """The warm start and the promotion's outcome, after the results: True promoted (or already the champion),
+    False not promoted (each reason on its own line, with its numbers), None when no promotion was asked."""
+    warm = summary.get("warm_start")
+    if warm:
+        start = (f"the {summary['model']}/{warm['name']} champion {warm['champion']}" if warm.get("checkpoint")
+                 else f"the pretrained model ({summary['model']}/{warm['name']} has no champion yet)")
+        console.print(f"warm start: trained from {start}", markup=False, highlight=False, soft_wrap=True)
+    promotion = summary.get("promotion")
+    if not promotion:
+        return None
+    where = f"{promotion['model']}/{promotion['name']}"
+    if promotion["promoted"]:
+        what = "promoted" if promotion["recorded"] else "already the champion"
+        console.print(f"[green]{what}[/green]: {escape(promotion['challenger'])} is the champion of "
+                      f"{escape(where)} (registry event #{promotion['seq']})", highlight=False)
+    else:
+        console.print(f"[yellow]not promoted[/yellow] to {escape(where)}; the champion stays "
+                      f"{escape(str(promotion['champion']))}:", highlight=False)
+        for reason in promotion["reasons"]:
+            console.print(f"  - {reason}", markup=False, highlight=False, soft_wrap=True)
+    if promotion.get("deployable"):
+        console.print(f"champion engine: {promotion['deployable']}", markup=False, highlight=False, soft_wrap=True)
+    return bool(promotion["promoted"])
 
 
 def trials_table(model: str, rows: list[dict[str, Any]]) -> Table:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest
+from taoflow.retraining import MEGABYTE, PromotionRequest
 from taoflow.skill import DATASET_ROLES, load_skill
 
 LauncherName = Literal["local", "docker", "kubernetes", "workpool"]
@@ -69,6 +70,27 @@ class AutoMLSettings(BaseModel):
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the store).")
 
 
+Tolerance = Annotated[float, Field(ge=0)]
+
+
+class PromotionSettings(BaseModel):
+    """Promotion to a model-registry name as the pipeline's last step (docs/registry.md)."""
+
+    name: str | None = Field(None, description="Registry name to promote to, e.g. 'prod' (None: no promotion).")
+    margin: float = Field(0.0, ge=0, description="How much the metric must beat the champion's by (KPI units).")
+    parity_tolerances: dict[str, Tolerance] = Field(
+        default_factory=dict, description="|TensorRT - PyTorch| allowed per engine precision (defaults: fp32 "
+        "0.005, fp16 0.01, int8 0.03); the precisions given replace their defaults.")
+    max_engine_mb: float | None = Field(None, gt=0, description="Largest TensorRT engine to promote, in MB.")
+
+    def to_request(self) -> PromotionRequest | None:
+        if not self.name:
+            return None
+        return PromotionRequest(
+            name=self.name, margin=self.margin, parity_tolerances=dict(self.parity_tolerances),
+            max_engine_bytes=int(self.max_engine_mb * MEGABYTE) if self.max_engine_mb is not None else None)
+
+
 class PipelineParameters(BaseModel):
     """What every model pipeline runs with (nested form). Model flows add their model-specific fields."""
 
@@ -84,9 +106,12 @@ class PipelineParameters(BaseModel):
         "'*' applies to every action.",
     )
     pretrained_model: str | None = Field(None, description="Pretrained model (PTM) URI.")
+    warm_start: str | None = Field(
+        None, description="Registry name whose champion's checkpoint training starts from instead of the PTM.")
     launcher: LauncherProfile = Field(default_factory=LauncherProfile)
     store: str | None = Field(None, description="Artifact store root (default ./.taoflow or $TAOFLOW_STORE).")
     automl: AutoMLSettings = Field(default_factory=AutoMLSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
     def model_overrides(self) -> dict[str, Any]:
         """Spec overrides for every action from the model-specific fields (none here)."""
@@ -120,15 +145,18 @@ class PipelineParameters(BaseModel):
         """The top-level flow parameters that stand for these parameters (the inverse of `from_flow`)."""
         out: dict[str, Any] = {"datasets": dict(self.datasets)}
         out.update({name: getattr(self, name) for name in self.model_fields_own()})
-        launcher, automl = self.launcher, self.automl
+        launcher, automl, promotion = self.launcher, self.automl, self.promotion
         out.update(
             actions=self.actions, overrides=self.overrides, pretrained_model=self.pretrained_model,
-            store=self.store, launcher=launcher.name, launcher_options=launcher.options or None,
+            warm_start=self.warm_start, store=self.store, launcher=launcher.name, launcher_options=launcher.options or None,
             emulate=launcher.emulate, gpus=launcher.gpus, nodes=launcher.nodes,
             timeout_seconds=launcher.timeout_seconds, automl=automl.enabled, automl_trials=automl.max_trials,
             automl_concurrency=automl.max_concurrent, automl_max_epochs=automl.max_epochs,
             automl_sampler=automl.sampler, automl_pruner=automl.pruner, automl_seed=automl.seed,
             automl_parameters=automl.parameters or None, automl_storage=automl.storage,
+            promote=promotion.name, promote_margin=promotion.margin,
+            promote_parity_tolerances=promotion.parity_tolerances or None,
+            promote_max_engine_mb=promotion.max_engine_mb,
         )
         return out
 
@@ -155,9 +183,14 @@ class PipelineParameters(BaseModel):
             max_epochs=v.pop("automl_max_epochs"), sampler=v.pop("automl_sampler"), pruner=v.pop("automl_pruner"),
             seed=v.pop("automl_seed"), parameters=v.pop("automl_parameters") or [], storage=v.pop("automl_storage"),
         )
+        promotion = PromotionSettings(
+            name=v.pop("promote") or None, margin=v.pop("promote_margin"),
+            parity_tolerances=v.pop("promote_parity_tolerances") or {}, max_engine_mb=v.pop("promote_max_engine_mb"),
+        )
         actions = v.pop("actions")
         return cls(
             datasets={role: uri for role, uri in datasets.items() if uri}, launcher=launcher, automl=automl,
+            promotion=promotion,
             actions=[str(a) for a in actions] if actions else None, overrides=v.pop("overrides") or {}, **v,
         )
 
@@ -197,6 +230,9 @@ class RunSettings(BaseModel):
         None, description="Spec overrides per action as dotted keys, e.g. {'train': {'train.num_epochs': 20}}; "
         "'*' applies to every action.")
     pretrained_model: str | None = Field(None, description="Pretrained model (PTM) URI.")
+    warm_start: str | None = Field(
+        None, description="Start training from the champion of this registry name (e.g. 'prod') instead of "
+        "pretrained_model (which is used while the name has no champion).")
     store: str | None = Field(None, description="Artifact store root (default: $TAOFLOW_STORE, else ./.taoflow).")
     launcher: LauncherName | None = Field(
         None, description="Where GPU steps run (default: what the deployment's work pool sets, else local).")
@@ -217,6 +253,17 @@ class RunSettings(BaseModel):
     automl_parameters: list[str] | None = Field(
         None, description="AutoML: KEY=LOW:HIGH[:log] or KEY=a,b,c search ranges (default: the skill's).")
     automl_storage: str | None = Field(None, description="AutoML: Optuna storage URL (default: SQLite in the store).")
+    promote: str | None = Field(
+        None, description="Promote the model to this registry name (e.g. 'prod') if it beats the champion on the "
+        "same eval data and its TensorRT engine keeps parity; a rejection completes the run as 'not promoted'.")
+    promote_margin: float = Field(
+        0.0, ge=0, description="Promotion: how much the metric must beat the champion's by (KPI units, "
+        "0.01 = one mAP point; 0: strictly better).")
+    promote_parity_tolerances: dict[str, Tolerance] | None = Field(
+        None, description="Promotion: allowed |TensorRT - PyTorch| per engine precision (default fp32 0.005, "
+        "fp16 0.01, int8 0.03), e.g. {'int8': 0.02}.")
+    promote_max_engine_mb: float | None = Field(
+        None, gt=0, description="Promotion: largest TensorRT engine to promote, in MB (default: no limit).")
 
 
 def datasets_model(model: str) -> type[BaseModel]:

@@ -1,5 +1,6 @@
 """The generic TAO pipeline flow: preflight → dataset_convert → train (or AutoML) → evaluate → export →
-quantize → gen_trt_engine → TensorRT evaluate, each step a cached, resumable `run_action` task.
+quantize → gen_trt_engine → TensorRT evaluate, each step a cached, resumable `run_action` task, then, when
+asked (`promote`), the promotion gate (tasks/promotion.py). `warm_start` trains from a registry champion.
 The model flows in this package call `run_pipeline` with their own parameters."""
 
 from __future__ import annotations
@@ -10,19 +11,26 @@ from prefect import Flow, flow, get_run_logger, tags, task
 
 from flows.parameters import PipelineParameters, pipeline_signature, run_name
 from taoflow.planner import PipelineRequest, Plan, RunContext, plan_pipeline, preflight, prepare_run
-from taoflow.runs import ActionResult
+from taoflow.retraining import PromotionRequest, promotion_problems, raise_problems, resolve_warm_start, warm_started
+from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import load_skill
 from taoflow.store import ArtifactStore
 from tasks.artifacts import publish_kpi_table, publish_model_card, publish_result_links, publish_skipped
 from tasks.preflight import check_launcher_reaches_store, tag_flow_run
+from tasks.promotion import promote
 from tasks.run_action import run_action
 
 
 @task(name="preflight")
-def preflight_task(request: PipelineRequest, plan: Plan, store_root: str) -> dict[str, dict]:
-    """CPU only: datasets present and well formed, every planned spec valid. Nothing reaches a GPU before."""
+def preflight_task(request: PipelineRequest, plan: Plan, store_root: str,
+                   promotion: PromotionRequest | None = None) -> dict[str, dict]:
+    """CPU only: datasets present and well formed, every planned spec valid, and a promotion the pipeline can
+    decide (the steps it needs, a readable registry, the champion's files). Nothing reaches a GPU before."""
     skill = load_skill(request.model)
-    specs = preflight(skill, request, plan, ArtifactStore(store_root))
+    store = ArtifactStore(store_root)
+    specs = preflight(skill, request, plan, store)
+    if promotion is not None:
+        raise_problems(skill.name, promotion_problems(skill, request, plan, specs, promotion, store))
     get_run_logger().info("preflight passed: %d specs valid (%s)", len(specs), ", ".join(specs))
     return specs
 
@@ -33,22 +41,29 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
     request = params.to_request(model)
     skill = load_skill(model)
     store = ArtifactStore(request.store)
+    warm = None
+    if params.warm_start:
+        warm = resolve_warm_start(store, model, params.warm_start)
+        request = warm_started(request, warm)
+        logger.info(warm.describe(model, params.pretrained_model))
     plan = plan_pipeline(skill, request)
     for action, reason in plan.skipped:
         logger.warning("skipping %s: %s", action, reason)
     publish_skipped(model, plan.skipped)
     tag_flow_run(model)
     check_launcher_reaches_store(params.launcher.name, params.launcher.options, store.root, request.store)
-    preflight_task(request, plan, store.root)
+    promotion = params.promotion.to_request()
+    preflight_task(request, plan, store.root, promotion)
 
     results: dict[str, ActionResult] = {}
+    runs: dict[str, ActionRun] = {}  # what each step ran (the promotion reads its checkpoint and engine)
     for step in plan.steps:
         if step.action == "train" and params.automl.enabled:
             from flows.automl import automl_train_step
 
             results[step.name] = automl_train_step(request, results, params)
             continue
-        run = prepare_run(RunContext(skill, request, store, results), step)
+        run = runs[step.name] = prepare_run(RunContext(skill, request, store, results), step)
         with tags(model, step.action):
             state = run_action.with_options(task_run_name=f"{model}-{step.name}")(
                 run, store.root, params.launcher.name, params.launcher.options, return_state=True
@@ -59,12 +74,18 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
     publish_kpi_table(model, results)
     publish_result_links(model, results)
     publish_model_card(model, results, plan.skipped, store)
-    return {
+    summary: dict[str, Any] = {
         "model": model,
         "store": store.root,
         "skipped": [{"action": a, "reason": r} for a, r in plan.skipped],
         "results": {name: res.to_dict() for name, res in results.items()},
     }
+    if warm is not None:
+        summary["warm_start"] = {"name": warm.name, "champion": warm.champion, "checkpoint": warm.checkpoint}
+    if promotion is not None:  # a rejection completes the run; a promotion that cannot be decided fails it
+        summary["promotion"] = promote(request, results, runs, promotion, store.root, params.launcher.name,
+                                       params.launcher.options)
+    return summary
 
 
 @flow(name="tao-pipeline")

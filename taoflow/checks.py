@@ -15,6 +15,7 @@ from typing import Any
 
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest, Plan
+from taoflow.retraining import PromotionRequest, promotion_problems, resolve_warm_start, warm_started
 from taoflow.skill import Skill
 from taoflow.storage_errors import storage_problem
 from taoflow.store import ArtifactStore
@@ -137,19 +138,28 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def check_pipeline(skill: Skill, request: PipelineRequest, launcher: str, options: dict[str, Any] | None = None
-                   ) -> Plan:
-    """The whole preflight of a run: the plan, every dataset and spec (planner.preflight), the store and the
-    launcher. One UserError lists every problem, each once; returns the plan."""
+def check_pipeline(skill: Skill, request: PipelineRequest, launcher: str, options: dict[str, Any] | None = None,
+                   *, promotion: PromotionRequest | None = None, warm_start: str | None = None) -> Plan:
+    """The whole preflight of a run: the plan, every dataset and spec (planner.preflight), the store, the
+    launcher, and with `promotion` / `warm_start` the model registry (taoflow.retraining). One UserError lists
+    every problem, each once; returns the plan."""
     from taoflow.planner import plan_pipeline, preflight
 
     plan = plan_pipeline(skill, request)
-    problems: list[str] = []
+    problems: list[str] = check_store(request.store)
+    store_ok = not problems
+    if warm_start and store_ok:
+        try:
+            request = warm_started(request, resolve_warm_start(ArtifactStore(request.store), skill.name, warm_start))
+        except UserError as exc:
+            problems += [f"warm start from {skill.name}/{warm_start}: {p}" for p in exc.problems or [str(exc)]]
+    specs = None
     try:
-        preflight(skill, request, plan, ArtifactStore(request.store))
+        specs = preflight(skill, request, plan, ArtifactStore(request.store))
     except UserError as exc:
         problems += exc.problems or [str(exc)]
-    problems += check_store(request.store)
+    if promotion is not None and store_ok:
+        problems += promotion_problems(skill, request, plan, specs, promotion, ArtifactStore(request.store))
     problems += check_launcher(skill, request, plan, launcher, options)
     if problems:
         raise UserError(f"the {skill.name} pipeline cannot run; nothing was started", problems)

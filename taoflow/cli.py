@@ -35,9 +35,11 @@ def _register() -> None:
 
 
 def run_cli(argv: list[str] | None = None) -> int:
-    """Run the app; returns the exit code (0 fine, 2 user or usage error, 1 a run that failed)."""
+    """Run the app; returns the exit code (0 fine, 2 user or usage error, 1 a run that failed, 3 a run whose
+    model was not promoted)."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click *returns* the code of a `typer.Exit(code)` (e.g. 3: not promoted).
+        result = app(args=argv, standalone_mode=False)
     except UserError as exc:
         print_error(exc)
         return int(getattr(exc, "exit_code", 2))
@@ -55,7 +57,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         return int(getattr(exc, "exit_code", 2) or 2)
     except SystemExit as exc:
         return int(exc.code or 0)
-    return 0
+    return result if type(result) is int else 0
 
 
 def print_error(exc: UserError) -> None:

@@ -42,6 +42,13 @@ DEFAULT_PARITY_TOLERANCES: dict[str, float] = {"fp32": 0.005, "fp16": 0.01, "int
 TENSORRT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "rtdetr": {"mAP": ("AP",), "mAP50": ("AP50",)},
 }
+# PyTorch evaluate names that are not `test_<base>` (docs/tao-contract.md K3, K4): Action Recognition logs
+# `accuracy` (nvidia_tao_pytorch/cv/action_recognition/model/pl_ar_model.py:206-211), Sparse4D the NuScenes
+# metrics under `img_bbox_NuScenes/` (nvidia_tao_pytorch/cv/sparse4d/model/sparse4d_pl_model.py:242-249).
+EVALUATE_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "action_recognition": {"acc": ("accuracy",)},
+    "sparse4d": {"mAP": ("img_bbox_NuScenes/mAP",)},
+}
 _PREFIXES = ("val_", "test_", "train_")
 
 
@@ -79,10 +86,11 @@ class MetricRule:
         return self.name
 
     def candidates(self, *, model: str | None = None, tensorrt: bool = False) -> list[str]:
-        """KPI names to look for, most specific first: `test_mAP`, `val_mAP`, `mAP` (+ TensorRT aliases)."""
+        """KPI names to look for, most specific first: `test_mAP`, `val_mAP`, `mAP`, then the model's aliases
+        (TensorRT evaluate's names with `tensorrt`, else PyTorch evaluate's)."""
         names = [f"test_{self.base}", self.name, self.base]
-        if tensorrt:
-            names += list(TENSORRT_ALIASES.get(model or "", {}).get(self.base, ()))
+        aliases = TENSORRT_ALIASES if tensorrt else EVALUATE_ALIASES
+        names += list(aliases.get(model or "", {}).get(self.base, ()))
         return list(dict.fromkeys(names))
 
 

@@ -8,12 +8,22 @@
 
 The resource is the action run itself, `tao.action.<run_key>`, labelled with `tao.model`, `tao.action` and
 `tao.run-key`, so an automation trigger can match `{"tao.model": "rtdetr", "tao.action": "trt_evaluate"}`.
-(`tao.model.promoted|rejected`, from the registry's promotion gate, belong here too.)
+
+The promotion gate (tasks/promotion.py) emits, once per decision of a pipeline run:
+- `tao.model.promoted`: the challenger is the new champion of a registry name (`rtdetr/prod`);
+- `tao.model.rejected`: it is not (a rejection is not a failure: the champion stays).
+Their resource is the registry name, `tao.model.<model>.<name>`, labelled `tao.model` and `tao.registry-name`,
+so a deployment trigger matches `{"prefect.resource.id": "tao.model.*", "tao.registry-name": "prod"}`. The
+payload has the model, the name, `engine` (the champion's engine after the decision: the one to deploy), the
+challenger's KPIs and engine, every check with its numbers (`decision`), the reasons and the registry event's
+`seq`. Delivery is at least once: re-running a promotion that was already recorded emits its event again with
+`recorded: false` and the same Prefect event id (the registry event's), so deploy by engine URI, idempotently.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from prefect.context import TaskRunContext
 from prefect.events import emit_event
@@ -22,6 +32,8 @@ from taoflow.runs import ActionResult, ActionRun
 
 ACTION_COMPLETED = "tao.action.completed"
 ACTION_FAILED = "tao.action.failed"
+MODEL_PROMOTED = "tao.model.promoted"
+MODEL_REJECTED = "tao.model.rejected"
 
 
 def action_resource(run: ActionRun) -> dict[str, str]:
@@ -65,4 +77,34 @@ def emit_action_event(run: ActionRun, result: ActionResult) -> None:
         event=ACTION_COMPLETED if result.ok else ACTION_FAILED,
         resource=action_resource(run),
         payload=action_payload(result),
+    )
+
+
+def model_resource(model: str, name: str) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"tao.model.{model}.{name}",
+        "prefect.resource.name": f"{model}/{name}",
+        "tao.model": model,
+        "tao.registry-name": name,
+    }
+
+
+def emit_promotion_event(promotion: dict[str, Any], challenger: dict[str, Any]) -> None:
+    """`tao.model.promoted` or `tao.model.rejected` for one promotion (tasks/promotion.py's summary and the
+    challenger's record); no-op without a Prefect API."""
+    payload = {
+        "model": promotion["model"], "name": promotion["name"], "engine": promotion["engine"],
+        "deployable": promotion["deployable"], "champion": promotion["champion"],
+        "challenger": {key: challenger.get(key) for key in (
+            "checkpoint", "onnx", "engine", "precision", "engine_bytes", "kpis_pytorch", "kpis_tensorrt",
+            "run_keys", "ptm", "emulated")} | {"version": promotion["challenger"]},
+        "reasons": promotion["reasons"], "decision": promotion["decision"], "seq": promotion["seq"],
+        "recorded": promotion["recorded"], "registry": promotion.get("registry"),
+    }
+    event_id = promotion.get("event_id")
+    emit_event(
+        event=MODEL_PROMOTED if promotion["promoted"] else MODEL_REJECTED,
+        resource=model_resource(promotion["model"], promotion["name"]),
+        payload=payload,
+        id=UUID(hex=event_id) if event_id else None,
     )

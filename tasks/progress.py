@@ -18,6 +18,19 @@ def subscribe(listener: Listener) -> Callable[[], None]:
     return lambda: _listeners.remove(listener) if listener in _listeners else None
 
 
+_labels: dict[str, str] = {}
+
+
+def label_run(run_key: str, label: str) -> None:
+    """Name a run's row on a display when its action alone would be ambiguous (the champion's evaluate
+    beside the challenger's, tasks/promotion.py)."""
+    _labels[run_key] = label
+
+
+def run_label(run_key: str) -> str | None:
+    return _labels.get(run_key)
+
+
 def publish(run: ActionRun, event: Event) -> None:
     for listener in list(_listeners):
         listener(run, event)

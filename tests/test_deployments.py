@@ -116,6 +116,7 @@ def test_work_pool_pipeline_survives_an_oom_at_epoch_2_and_resumes(tmp_path, pre
         assert retrain.global_concurrency_limit.limit == 1
         assert retrain.concurrency_options.collision_strategy.value == "CANCEL_NEW"
         assert set(retrain.tags) == {"rtdetr", "retrain"}
+        assert retrain.parameters == {**cluster.parameters, "promote": "prod"}, "retraining ends with the gate"
         schema = cluster.parameter_openapi_schema["properties"]
         assert list(schema)[:4] == ["datasets", "num_classes", "eval_class_ids", "actions"]
 

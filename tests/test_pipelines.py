@@ -57,8 +57,9 @@ def _epochs_trained(results_uri: str) -> list[int]:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_full_pipeline_on_the_emulator(model, sample_root, tmp_path, prefect_api):
-    params = demo_parameters(model, sample_root / model, str(tmp_path / "store"))
+    params = demo_parameters(model, sample_root / model, str(tmp_path / "store"), promotion={"name": "pipeline-test"})
     summary = _run(model, params)
+    assert summary["promotion"]["promoted"], summary["promotion"]["summary"]  # the first model, parity holds
     skill_steps = set(summary["results"])
     assert "train" in skill_steps
     for name, result in summary["results"].items():

@@ -140,6 +140,16 @@ def test_kpi_names_as_tao_writes_them():
     assert find_kpi({"test_mAP": "nan"}, MAP) is None
 
 
+def test_evaluate_kpi_names_of_action_recognition_and_sparse4d():
+    # AR evaluate logs `accuracy`, Sparse4D `img_bbox_NuScenes/mAP` (docs/tao-contract.md K3, K4)
+    acc = MetricRule.for_skill(load_skill("action_recognition"))
+    assert find_kpi({"accuracy": 0.71, "m_accuracy": 0.69}, acc, model="action_recognition") == ("accuracy", 0.71)
+    sparse = MetricRule.for_skill(load_skill("sparse4d"))
+    kpis = {"img_bbox_NuScenes/NDS": 0.4, "img_bbox_NuScenes/mAP": 0.33, "img_bbox_NuScenes/car_AP_dist_0.5": 0.5}
+    assert find_kpi(kpis, sparse, model="sparse4d") == ("img_bbox_NuScenes/mAP", 0.33)
+    assert find_kpi({"accuracy": 0.71}, acc, model="rtdetr") is None  # aliases are per model
+
+
 def test_refused_inputs_raise_instead_of_deciding():
     with pytest.raises(PromotionError, match="other eval data"):
         decide(ev("new", 0.62, 0.62), ev("old", 0.6, digest="eval-2"), MAP, model="rtdetr")
