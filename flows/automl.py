@@ -1,8 +1,11 @@
 """The AutoML sweep flow: Optuna trials as TAO train jobs, in parallel up to the GPU budget, pruned at rung
 epochs, durable in the study's storage; the best trial's result is the pipeline's train result.
 
-It runs as the train step of any model pipeline (`automl.enabled`) and standalone (`tao-automl-sweep`,
-`taoflow tune`), which runs the pipeline up to train (Sparse4D's dataset_convert first) with AutoML on.
+It runs as the train step of any model pipeline whose train action policy is on (the default of every model,
+taoflow/automl/policy.py) and standalone (`tao-automl-sweep`, `taoflow tune`), which runs the pipeline up to
+train (Sparse4D's dataset_convert first) with AutoML on. A sweep whose study already holds every trial of its
+budget launches nothing: its train result is the best trial's, answered from the study and the store, and
+marked cached.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 
 from flows.parameters import AutoMLSettings, LauncherProfile, PipelineParameters
 from taoflow.automl.report import best_summary, format_value
+from taoflow.automl.study import display_url
 from taoflow.automl.sweep import SweepOptions, run_sweep
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest
@@ -28,7 +32,8 @@ from tasks.run_action import make_launcher
 @flow(name="tao-automl-train")
 def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], automl: AutoMLSettings,
                  launcher: LauncherProfile) -> dict[str, Any]:
-    """The sweep that stands in for `train`; returns the best trial's ActionResult (as a dict)."""
+    """The sweep that stands in for `train`: `{"result": the best trial's ActionResult as a dict, "sweep":
+    what the model card says of it}`."""
     logger = get_run_logger()
     skill = load_skill(request.model)
     store = ArtifactStore(request.store)
@@ -61,13 +66,19 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
     )
     publish_trials(skill.name, result.trials)
     create_table_artifact(table=trial_rows(result.trials), key=f"{key}-trials",
-                          description=f"{skill.name} AutoML trials (study {result.study_name}, {result.storage})")
+                          description=f"{skill.name} AutoML trials (study {result.study_name}, {display_url(result.storage)})")
     update_progress_artifact(progress_id, progress=100.0, description=f"{skill.name} AutoML: best trial "
                              f"{result.best_number} {result.metric}={result.best_value}")
     if result.best_result is None:
         raise UserError(f"no AutoML trial of {skill.name} completed; see the trials table ({key}-trials)")
     logger.info("%s", best_summary(skill.name, result.trials, metric=result.metric, direction=result.direction))
-    return result.best_result.to_dict()
+    best = result.best_result.to_dict()
+    best["cached"] = best.get("cached") or result.launched == 0  # the study answered: nothing was launched
+    sweep = {"study": result.study_name, "storage": display_url(result.storage), "trials": len(result.trials),
+             "launched": result.launched, "best_trial": result.best_number, "metric": result.metric,
+             "direction": result.direction, "best_value": result.best_value,
+             "trained_with": dict(result.best_trained_with)}
+    return {"result": best, "sweep": sweep}
 
 
 def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -86,9 +97,10 @@ def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def automl_train_step(request: PipelineRequest, results: dict[str, ActionResult], params: PipelineParameters
-                      ) -> ActionResult:
-    best = automl_train(request, {n: r.to_dict() for n, r in results.items()}, params.automl, params.launcher)
-    return ActionResult.from_dict(best)
+                      ) -> tuple[ActionResult, dict[str, Any]]:
+    """The pipeline's train step as a sweep: the best trial's result and the sweep's facts (automl_train)."""
+    out = automl_train(request, {n: r.to_dict() for n, r in results.items()}, params.automl, params.launcher)
+    return ActionResult.from_dict(out["result"]), out["sweep"]
 
 
 @flow(name="tao-automl-sweep")
@@ -98,5 +110,5 @@ def tao_automl_sweep(model: str, params: PipelineParameters) -> dict[str, Any]:
 
     skill = load_skill(model)
     upto = [a for a in PIPELINE_ORDER[: PIPELINE_ORDER.index("train") + 1] if a in skill.actions]
-    tuned = params.model_copy(update={"actions": upto, "automl": params.automl.model_copy(update={"enabled": True})})
+    tuned = params.model_copy(update={"actions": upto, "automl": params.automl.model_copy(update={"policy": "on"})})
     return run_pipeline(model, tuned)
