@@ -26,7 +26,7 @@ from taoflow.runs import ActionResult
 from taoflow.skill import PIPELINE_ORDER, load_skill
 from taoflow.store import ArtifactStore
 from tasks.progress import publish_trials
-from tasks.run_action import make_launcher
+from tasks.run_action import ActionFailed, make_launcher
 
 
 @flow(name="tao-automl-train")
@@ -70,7 +70,7 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
     update_progress_artifact(progress_id, progress=100.0, description=f"{skill.name} AutoML: best trial "
                              f"{result.best_number} {result.metric}={result.best_value}")
     if result.best_result is None:
-        raise UserError(f"no AutoML trial of {skill.name} completed; see the trials table ({key}-trials)")
+        raise no_trial_completed(skill.name, store, result.trials, f"{key}-trials")
     logger.info("%s", best_summary(skill.name, result.trials, metric=result.metric, direction=result.direction))
     best = result.best_result.to_dict()
     best["cached"] = best.get("cached") or result.launched == 0  # the study answered: nothing was launched
@@ -79,6 +79,24 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
              "direction": result.direction, "best_value": result.best_value,
              "trained_with": dict(result.best_trained_with)}
     return {"result": best, "sweep": sweep}
+
+
+def no_trial_completed(model: str, store: ArtifactStore, trials: list[dict[str, Any]], table: str) -> Exception:
+    """The error of a sweep without a completed trial: when trials failed, the first failure as an action
+    failure (its class, TAO's message, the remedy and the log, as a failed direct train says it)."""
+    failed = [t for t in trials if t["state"] == "FAIL"]
+    if not failed:
+        return UserError(f"no AutoML trial of {model} completed; see the trials table ({table})")
+    first = failed[0]
+    stored = store.read_result(first["results_uri"]) if first.get("results_uri") else None
+    message = (stored.message if stored else None) or first.get("message") or "failed"
+    detail = (f"{model} train failed in {len(failed)} of {len(trials)} AutoML trials "
+              f"({(stored.failure_class if stored else None) or 'program'}); trial {first['number']}: {message}")
+    if stored and stored.remedy:
+        detail += f"\nRemedy: {stored.remedy}"
+    if stored and stored.products.get("log"):
+        detail += f"\nLog: {stored.products['log']}"
+    return ActionFailed(detail)
 
 
 def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from flows.parameters import PipelineParameters
-from taoflow.automl.policy import sweep_problems
+from taoflow.automl.policy import check_sweep
 from taoflow.planner import plan_pipeline, preflight
 from taoflow.retraining import promotion_problems, raise_problems, resolve_warm_start, warm_started
 from taoflow.skill import load_skill
@@ -26,7 +26,7 @@ def print_dry_run(model: str, parameters: PipelineParameters, console: Console) 
     if promotion is not None:
         raise_problems(model, promotion_problems(skill, request, plan, specs, promotion, store))
     if plan.sweeps:
-        raise_problems(model, sweep_problems(skill, store.root, **parameters.automl.sweep_options()))
+        check_sweep(skill, store.root, **parameters.automl.sweep_options())
     # The plan as YAML comments, so the whole output stays valid YAML (`| kubectl apply -f -`).
     lines = [f"# {model} plan (store {store.root}, launcher {parameters.launcher.name}):"]
     for number, step in enumerate(plan.steps, 1):

@@ -62,7 +62,10 @@ AutoMLPolicy = Annotated[Literal["on", "auto", "off"] | None, BeforeValidator(_p
 
 
 class AutoMLSettings(BaseModel):
-    """The train action policy and the sweep's settings (taoflow/automl/policy.py)."""
+    """The train action policy and the sweep's settings (taoflow/automl/policy.py). Unknown fields are refused
+    (an old `enabled` must not be dropped silently: `policy` says it now)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     policy: AutoMLPolicy = Field(
         None, description="on / auto: train through an AutoML sweep; off: one train run (default: the model's).")

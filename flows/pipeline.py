@@ -12,7 +12,7 @@ from typing import Any
 from prefect import Flow, flow, get_run_logger, tags, task
 
 from flows.parameters import PipelineParameters, pipeline_signature, run_name
-from taoflow.automl.policy import sweep_problems
+from taoflow.automl.policy import check_sweep
 from taoflow.planner import PipelineRequest, Plan, RunContext, plan_pipeline, preflight, prepare_run
 from taoflow.retraining import PromotionRequest, promotion_problems, raise_problems, resolve_warm_start, warm_started
 from taoflow.runs import ActionResult, ActionRun
@@ -36,7 +36,7 @@ def preflight_task(request: PipelineRequest, plan: Plan, store_root: str,
     if promotion is not None:
         raise_problems(skill.name, promotion_problems(skill, request, plan, specs, promotion, store))
     if plan.sweeps:
-        raise_problems(skill.name, sweep_problems(skill, store_root, **(sweep or {})))
+        check_sweep(skill, store_root, **(sweep or {}))
     get_run_logger().info("preflight passed: %d specs valid (%s)", len(specs), ", ".join(specs))
     return specs
 

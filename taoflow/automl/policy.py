@@ -122,3 +122,10 @@ def sweep_problems(skill: Skill, store_root: str | None, *, parameters: list[str
     if problem:
         problems.append(f"AutoML: {problem}")
     return problems
+
+
+def check_sweep(skill: Skill, store_root: str | None, **options: object) -> None:
+    """`sweep_problems` as one UserError (nothing has started yet)."""
+    problems = sweep_problems(skill, store_root, **options)  # type: ignore[arg-type]
+    if problems:
+        raise UserError(f"the {skill.name} AutoML sweep cannot start; nothing was started", problems)
