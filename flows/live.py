@@ -199,7 +199,7 @@ def pipeline_board(model: str, parameters: Any, steps: list[str] | None = None) 
     if policy.hint:
         training += f"; {policy.hint}"
     return StepBoard(model, steps, trials_budget=automl.max_trials if policy.sweep else None,
-                     training=training, warning=policy.warning)
+                     training=training, warning=policy.notice)
 
 
 def status_label(result: dict[str, Any]) -> str:

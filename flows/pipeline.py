@@ -108,7 +108,7 @@ def training_summary(plan: Plan, params: PipelineParameters, sweep: dict[str, An
         return None
     return {"policy": policy.asked, "in_force": policy.in_force, "source": policy.source,
             "line": policy.describe(params.automl.max_trials, params.automl.max_concurrent),
-            "warning": policy.warning, "sweep": sweep}
+            "warning": policy.notice, "sweep": sweep}
 
 
 @flow(name="tao-pipeline")

@@ -85,7 +85,7 @@ class Plan:
 
     @property
     def warnings(self) -> list[str]:
-        return [self.policy.warning] if self.policy is not None and self.policy.warning else []
+        return [self.policy.notice] if self.policy is not None and self.policy.notice else []
 
 
 def resolve_emulate(skill: Skill, action: str, launcher: str, emulate: bool | None) -> bool:

@@ -47,6 +47,11 @@ class TrainPolicy:
         return "on" if self.sweep else "off"
 
     @property
+    def notice(self) -> str | None:
+        """The warning as the plan, the board and the model card say it (None: nothing to warn of)."""
+        return f"{self.warning}; train runs directly" if self.warning else None
+
+    @property
     def source(self) -> str:
         return f"the {self.model} skill's default" if self.from_skill else "this run's choice"
 
@@ -83,8 +88,7 @@ def not_runnable(skill: Skill) -> str | None:
     if not missing:
         return None
     return (f"AutoML is enabled but not runnable for {skill.name} until schemas are generated "
-            f"(skills/{skill.name}/{' and '.join(missing)} missing: scripts/generate_schemas.py); "
-            "train runs directly")
+            f"(skills/{skill.name}/{' and '.join(missing)} missing; scripts/generate_schemas.py writes them)")
 
 
 def check_policy(asked: str | None) -> str | None:
