@@ -62,7 +62,7 @@ def _measure(label: str, root: str, work: Path, repeat: int) -> None:
     data = work / "data"
     if not data.exists():
         write_sample_data("rtdetr", data)
-    params = demo_parameters("rtdetr", data, root)
+    params = demo_parameters("rtdetr", data, root, automl_policy="off")  # the cache of direct steps
     flow_fn, _ = model_flow("rtdetr")
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         t0 = time.perf_counter()

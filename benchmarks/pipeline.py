@@ -2,9 +2,11 @@
 
 Runs each model's full pipeline on the emulator with zero-second epochs against one `prefect server start`
 on loopback (heartbeats off), so the time measured is tao-flows + Prefect + process starts, not training.
-Targets: under 1.5 s per action; under 10 s for a fully cached rtdetr rerun.
+Targets: under 1.5 s per action; under 10 s for a fully cached rtdetr rerun. Train runs directly
+(`--automl-policy off`, the default here) so the figures are per action; `--automl-policy on` measures the
+pipelines as a run without `--automl` runs them, train an AutoML sweep of the default budget.
 
-    python benchmarks/pipeline.py [--models rtdetr,centerpose,...] [--repeat 1]
+    python benchmarks/pipeline.py [--models rtdetr,centerpose,...] [--repeat 1] [--automl-policy on|off]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="rtdetr,centerpose,action_recognition,sparse4d,nvpanoptix3d")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--automl-policy", choices=["on", "off"], default="off")
     args = parser.parse_args()
 
     server = PrefectServer()
@@ -36,12 +39,12 @@ def main() -> None:
     print(f"prefect server ready in {time.perf_counter() - started:.1f} s")
     os.environ.update(server.env())
     try:
-        _measure(args.models.split(","), args.repeat)
+        _measure(args.models.split(","), args.repeat, args.automl_policy)
     finally:
         server.stop()
 
 
-def _measure(models: list[str], repeat: int) -> None:
+def _measure(models: list[str], repeat: int, policy: str) -> None:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows import model_flow
@@ -56,7 +59,7 @@ def _measure(models: list[str], repeat: int) -> None:
             for _ in range(repeat):
                 work = Path(tempfile.mkdtemp(prefix=f"bench-{model}-"))
                 write_sample_data(model, work / "data")
-                params = demo_parameters(model, work / "data", str(work / "store"))
+                params = demo_parameters(model, work / "data", str(work / "store"), automl_policy=policy)
                 flow_fn, _ = model_flow(model)
                 t0 = time.perf_counter()
                 summary = flow_fn(params)

@@ -75,7 +75,7 @@ def _measure(work: Path, store: str, repeat: int) -> None:
     def params(epochs: int, promote: str | None):
         return demo_parameters("rtdetr", work / "data", store, actions=ACTIONS,
                                overrides={"train": {"train.num_epochs": epochs}},
-                               promotion={"name": promote} if promote else {})
+                               promotion={"name": promote} if promote else {}, automl_policy="off")
 
     def timed(parameters) -> tuple[float, dict]:
         t0 = time.perf_counter()

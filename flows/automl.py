@@ -1,8 +1,11 @@
 """The AutoML sweep flow: Optuna trials as TAO train jobs, in parallel up to the GPU budget, pruned at rung
 epochs, durable in the study's storage; the best trial's result is the pipeline's train result.
 
-It runs as the train step of any model pipeline (`automl.enabled`) and standalone (`tao-automl-sweep`,
-`taoflow tune`), which runs the pipeline up to train (Sparse4D's dataset_convert first) with AutoML on.
+It runs as the train step of any model pipeline whose train action policy is on (the default of every model,
+taoflow/automl/policy.py) and standalone (`tao-automl-sweep`, `taoflow tune`), which runs the pipeline up to
+train (Sparse4D's dataset_convert first) with AutoML on. A sweep whose study already holds every trial of its
+budget launches nothing: its train result is the best trial's, answered from the study and the store, and
+marked cached.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 
 from flows.parameters import AutoMLSettings, LauncherProfile, PipelineParameters
 from taoflow.automl.report import best_summary, format_value
+from taoflow.automl.study import display_url
 from taoflow.automl.sweep import SweepOptions, run_sweep
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest
@@ -22,13 +26,14 @@ from taoflow.runs import ActionResult
 from taoflow.skill import PIPELINE_ORDER, load_skill
 from taoflow.store import ArtifactStore
 from tasks.progress import publish_trials
-from tasks.run_action import make_launcher
+from tasks.run_action import ActionFailed, make_launcher
 
 
 @flow(name="tao-automl-train")
 def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], automl: AutoMLSettings,
                  launcher: LauncherProfile) -> dict[str, Any]:
-    """The sweep that stands in for `train`; returns the best trial's ActionResult (as a dict)."""
+    """The sweep that stands in for `train`: `{"result": the best trial's ActionResult as a dict, "sweep":
+    what the model card says of it}`."""
     logger = get_run_logger()
     skill = load_skill(request.model)
     store = ArtifactStore(request.store)
@@ -61,13 +66,37 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
     )
     publish_trials(skill.name, result.trials)
     create_table_artifact(table=trial_rows(result.trials), key=f"{key}-trials",
-                          description=f"{skill.name} AutoML trials (study {result.study_name}, {result.storage})")
+                          description=f"{skill.name} AutoML trials (study {result.study_name}, {display_url(result.storage)})")
     update_progress_artifact(progress_id, progress=100.0, description=f"{skill.name} AutoML: best trial "
                              f"{result.best_number} {result.metric}={result.best_value}")
     if result.best_result is None:
-        raise UserError(f"no AutoML trial of {skill.name} completed; see the trials table ({key}-trials)")
+        raise no_trial_completed(skill.name, store, result.trials, f"{key}-trials")
     logger.info("%s", best_summary(skill.name, result.trials, metric=result.metric, direction=result.direction))
-    return result.best_result.to_dict()
+    best = result.best_result.to_dict()
+    best["cached"] = best.get("cached") or result.launched == 0  # the study answered: nothing was launched
+    sweep = {"study": result.study_name, "storage": display_url(result.storage), "trials": len(result.trials),
+             "launched": result.launched, "best_trial": result.best_number, "metric": result.metric,
+             "direction": result.direction, "best_value": result.best_value,
+             "trained_with": dict(result.best_trained_with)}
+    return {"result": best, "sweep": sweep}
+
+
+def no_trial_completed(model: str, store: ArtifactStore, trials: list[dict[str, Any]], table: str) -> Exception:
+    """The error of a sweep without a completed trial: when trials failed, the first failure as an action
+    failure (its class, TAO's message, the remedy and the log, as a failed direct train says it)."""
+    failed = [t for t in trials if t["state"] == "FAIL"]
+    if not failed:
+        return UserError(f"no AutoML trial of {model} completed; see the trials table ({table})")
+    first = failed[0]
+    stored = store.read_result(first["results_uri"]) if first.get("results_uri") else None
+    message = (stored.message if stored else None) or first.get("message") or "failed"
+    detail = (f"{model} train failed in {len(failed)} of {len(trials)} AutoML trials "
+              f"({(stored.failure_class if stored else None) or 'program'}); trial {first['number']}: {message}")
+    if stored and stored.remedy:
+        detail += f"\nRemedy: {stored.remedy}"
+    if stored and stored.products.get("log"):
+        detail += f"\nLog: {stored.products['log']}"
+    return ActionFailed(detail)
 
 
 def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -86,9 +115,10 @@ def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def automl_train_step(request: PipelineRequest, results: dict[str, ActionResult], params: PipelineParameters
-                      ) -> ActionResult:
-    best = automl_train(request, {n: r.to_dict() for n, r in results.items()}, params.automl, params.launcher)
-    return ActionResult.from_dict(best)
+                      ) -> tuple[ActionResult, dict[str, Any]]:
+    """The pipeline's train step as a sweep: the best trial's result and the sweep's facts (automl_train)."""
+    out = automl_train(request, {n: r.to_dict() for n, r in results.items()}, params.automl, params.launcher)
+    return ActionResult.from_dict(out["result"]), out["sweep"]
 
 
 @flow(name="tao-automl-sweep")
@@ -98,5 +128,5 @@ def tao_automl_sweep(model: str, params: PipelineParameters) -> dict[str, Any]:
 
     skill = load_skill(model)
     upto = [a for a in PIPELINE_ORDER[: PIPELINE_ORDER.index("train") + 1] if a in skill.actions]
-    tuned = params.model_copy(update={"actions": upto, "automl": params.automl.model_copy(update={"enabled": True})})
+    tuned = params.model_copy(update={"actions": upto, "automl": params.automl.model_copy(update={"policy": "on"})})
     return run_pipeline(model, tuned)

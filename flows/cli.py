@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from taoflow.automl.policy import DEFAULT_CONCURRENCY, DEFAULT_TRIALS, check_policy
 from taoflow.cli import app, run_cli
 from taoflow.dotted import parse_assignment, parse_assignments
 from taoflow.errors import UserError
@@ -63,9 +64,12 @@ def run_command(
     gpus: int = typer.Option(1, "--gpus"),
     nodes: int = typer.Option(1, "--nodes"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and every spec; run nothing."),
-    automl: bool = typer.Option(False, "--automl", help="Train through an AutoML sweep."),
-    trials: int = typer.Option(16, "--trials"),
-    concurrency: int = typer.Option(4, "--concurrency"),
+    automl: str | None = typer.Option(
+        None, "--automl", metavar="on|off",
+        help="Train action policy for this run: on (or auto) trains through an AutoML sweep, off trains directly "
+        "(default: the model's, on)."),
+    trials: int = typer.Option(DEFAULT_TRIALS, "--trials", help="AutoML: trials in all."),
+    concurrency: int = typer.Option(DEFAULT_CONCURRENCY, "--concurrency", help="AutoML: trials at once (GPU budget)."),
     sampler: str = typer.Option("tpe", "--sampler"),
     pruner: str | None = typer.Option(None, "--pruner", help="asha | hyperband | none (default: asha)"),
     max_epochs: int | None = typer.Option(None, "--max-epochs"),
@@ -90,7 +94,8 @@ def run_command(
         None, "--max-engine-mb", help="Largest TensorRT engine to promote, in MB (10^6 bytes)."),
 ) -> None:
     """Run a model's pipeline (dataset_convert → train → evaluate → export → quantize → engine), and with
-    --promote NAME promote its model in the registry if the gate passes.
+    --promote NAME promote its model in the registry if the gate passes. Train is an AutoML sweep (8 trials,
+    4 at a time, unless --trials / --concurrency say otherwise); --automl off trains directly.
 
     Exit codes: 0 the run succeeded (and, with --promote, the model was promoted or already was the champion);
     1 an action failed; 2 bad input, a preflight problem, or a promotion that cannot be decided (nothing was
@@ -102,7 +107,7 @@ def run_command(
                       "parity_tolerances": parse_tolerances(parity_tolerances), "max_engine_mb": max_engine_mb},
         "launcher": {"name": launcher, "emulate": emulate, "gpus": gpus, "nodes": nodes,
                      "options": parse_assignments(launcher_options)},
-        "automl": {"enabled": automl, "max_trials": trials, "max_concurrent": concurrency,
+        "automl": {"policy": check_policy(automl), "max_trials": trials, "max_concurrent": concurrency,
                    "sampler": sampler, "pruner": pruner, "max_epochs": max_epochs, "seed": seed,
                    "parameters": params, "space": space, "storage": storage},
     }
@@ -162,7 +167,8 @@ def preflight_command(model: str, *, data: list[str], actions: str | None, sets:
         ]) from None
     try:
         plan = check_pipeline(skill, generic.to_request(model), generic.launcher.name, generic.launcher.options,
-                              promotion=generic.promotion.to_request(), warm_start=generic.warm_start)
+                              promotion=generic.promotion.to_request(), warm_start=generic.warm_start,
+                              sweep=generic.automl.sweep_options())
     except UserError as exc:
         exc.hint = (f"`taoflow sample-data {model} DIR` writes a valid dataset of every role; "
                     f"`taoflow run {model} ... --dry-run` prints the plan and every spec")
@@ -214,8 +220,8 @@ def tune_command(
     model: str = typer.Argument(..., help="rtdetr, centerpose, action_recognition, sparse4d, nvpanoptix3d"),
     data: list[str] = typer.Option([], "--data", help="ROLE=URI (train, eval, ...)."),
     sets: list[str] = typer.Option([], "--set", help="ACTION.KEY=VALUE spec override (repeatable)."),
-    trials: int = typer.Option(16, "--trials", help="Trials in all (the budget)."),
-    concurrency: int = typer.Option(4, "--concurrency", help="Trials running at once (the GPU budget)."),
+    trials: int = typer.Option(DEFAULT_TRIALS, "--trials", help="Trials in all (the budget)."),
+    concurrency: int = typer.Option(DEFAULT_CONCURRENCY, "--concurrency", help="Trials running at once (the GPU budget)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | gp | random | grid"),
     pruner: str | None = typer.Option(
         None, "--pruner", help="asha | hyperband | none (default: asha, pruning only at rungs that rank trials as their ends do)"
@@ -235,14 +241,18 @@ def tune_command(
     gpus: int = typer.Option(1, "--gpus"),
 ) -> None:
     """Run an AutoML sweep (train only) with a live trials table; prints the best trial."""
+    from taoflow.automl.policy import resolve_policy
     from taoflow.skill import PIPELINE_ORDER, load_skill
 
     skill = load_skill(model)
+    policy = resolve_policy(skill, "on")
+    if not policy.sweep:
+        raise UserError(policy.warning or f"{model} has no AutoML (skills/{model}/skill.yaml: automl.enabled)")
     upto = [a for a in PIPELINE_ORDER[: PIPELINE_ORDER.index("train") + 1] if a in skill.actions]
     options = {
         "data": data, "sets": sets, "ptm": ptm, "store": store,
         "launcher": {"name": launcher, "emulate": emulate, "gpus": gpus},
-        "automl": {"enabled": True, "max_trials": trials, "max_concurrent": concurrency, "sampler": sampler,
+        "automl": {"policy": "on", "max_trials": trials, "max_concurrent": concurrency, "sampler": sampler,
                    "pruner": pruner, "max_epochs": max_epochs, "seed": seed, "parameters": params,
                    "space": space, "storage": storage},
     }

@@ -25,8 +25,11 @@ SAMPLE_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def demo_parameters(model: str, data_dir: Path, store: str, **changes: Any) -> PipelineParameters:
-    """Flow parameters for the sample data in `data_dir` (every role folder present), on the emulator."""
+def demo_parameters(model: str, data_dir: Path, store: str, automl_policy: str | None = None,
+                    **changes: Any) -> PipelineParameters:
+    """Flow parameters for the sample data in `data_dir` (every role folder present), on the emulator, with
+    the train action policy `automl_policy` (None: the model's default, an AutoML sweep of the default budget;
+    `changes` may give the whole `automl` settings instead)."""
     _, params_cls = model_flow(model)
     roles = {p.name: str(p.resolve()) for p in sorted(data_dir.iterdir()) if p.is_dir()}
     fields: dict[str, Any] = {
@@ -36,6 +39,8 @@ def demo_parameters(model: str, data_dir: Path, store: str, **changes: Any) -> P
         "launcher": {"name": "local", "emulate": True},
         **SAMPLE_FIELDS[model],
     }
+    if automl_policy is not None:
+        fields["automl"] = {"policy": automl_policy}
     fields.update(changes)
     return params_cls(**fields)
 
@@ -61,7 +66,8 @@ def run_demo(model: str, directory: Path, console: Console) -> dict[str, Any]:
     console.print(f"[bold]tao-flows demo[/bold]: {model} on the TAO emulator (results are EMULATED)")
     console.print(f"sample data: {data_dir}", markup=False, highlight=False, soft_wrap=True)
     params = demo_parameters(model, data_dir, str(directory / "store"))
-    plan = check_pipeline(skill, params.to_request(model), params.launcher.name)  # before any server starts
+    plan = check_pipeline(skill, params.to_request(model), params.launcher.name,  # before any server starts
+                          sweep=params.automl.sweep_options())
     steps = [step.name for step in plan.steps]
     api_url = start_prefect(console)
     quiet_prefect_console()

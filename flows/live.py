@@ -5,11 +5,12 @@ their own, never folded inside a table cell, so they can be copied."""
 
 from __future__ import annotations
 
+import textwrap
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
@@ -53,13 +54,19 @@ def _kpis(values: dict[str, Any]) -> str:
 
 
 class StepBoard:
-    """Rows fed by the run_action task's events (tasks.progress) and the AutoML sweep's trials."""
+    """Rows fed by the run_action task's events (tasks.progress) and the AutoML sweep's trials; under them,
+    how train runs (the train action policy in force) and a warning when AutoML was asked for but cannot run."""
 
-    def __init__(self, model: str, steps: list[str] | None = None, trials_budget: int | None = None) -> None:
+    def __init__(self, model: str, steps: list[str] | None = None, trials_budget: int | None = None,
+                 training: str | None = None, warning: str | None = None) -> None:
         self.model = model
         self.rows: dict[str, StepRow] = {name: StepRow() for name in steps or []}
         self.trials_budget = trials_budget
+        self.training = training
+        self.warning = warning
         self.lock = threading.Lock()
+        if trials_budget and "train" in self.rows:  # the sweep's row says so before its first trial starts
+            self.rows["train"].progress = f"AutoML 0/{trials_budget} trials"
 
     def on_event(self, run: ActionRun, event: Event) -> None:
         with self.lock:
@@ -90,9 +97,9 @@ class StepBoard:
             running = sum(1 for t in trials if t["state"] in ("RUNNING", "PRUNING"))
             budget = self.trials_budget or len(trials)
             row.status = "RUNNING" if done < budget else "SUCCESS"
-            row.progress = f"AutoML {done}/{budget} trials, {running} running"
+            row.progress = f"AutoML {done}/{budget} trials" + (f", {running} running" if running else "")
             values = [t["value"] for t in trials if t["state"] == "COMPLETE" and t.get("value") is not None]
-            row.kpi = f"trial values {min(values):.4g}..{max(values):.4g}" if values else ""
+            row.kpi = f"trials {min(values):.4g}..{max(values):.4g}" if values else ""
 
     def settle(self, summary: dict[str, Any]) -> None:
         """Final states from the summary (a step answered from a cache may have sent no event at all)."""
@@ -102,8 +109,8 @@ class StepBoard:
                 row.status = res["status"]
                 row.cached = row.cached or bool(res.get("cached"))
                 row.emulated = row.emulated or bool(res.get("emulated"))
-                if not row.kpi:
-                    row.kpi = _kpis(res.get("kpis_best") or res.get("kpis_final") or {})
+                kpis = _kpis(res.get("kpis_best") or res.get("kpis_final") or {})
+                row.kpi = kpis or row.kpi  # a sweep's row ends with its best trial's KPIs
 
     def table(self, width: int = 80) -> Table:
         """The board for a terminal `width` wide: step and status are never cut; progress and KPIs give way
@@ -123,6 +130,15 @@ class StepBoard:
             table.add_row(*(Text(cell) for cell in row))
         return table
 
+    def view(self, width: int = 80) -> Group:
+        """The table, then the training line and the warning (each wraps at the terminal's width)."""
+        parts: list[Any] = [self.table(width)]
+        if self.training:  # wrapped here: the CLI's console soft-wraps, and a live display crops long lines
+            parts.append(Text(textwrap.fill(self.training, width)))
+        if self.warning:
+            parts.append(Text(textwrap.fill(f"warning: {self.warning}", width), style="yellow"))
+        return Group(*parts)
+
     def retry_notes(self) -> list[str]:
         """Every retry with its reason and remedy, so they stay on screen after the step succeeded."""
         notes = []
@@ -140,16 +156,15 @@ def run_with_live_display(model: str, parameters: Any, console: Console, steps: 
     from tasks.progress import subscribe, subscribe_trials
 
     flow_fn, _ = model_flow(model)
-    automl = getattr(parameters, "automl", None)
-    board = StepBoard(model, steps, trials_budget=automl.max_trials if automl and automl.enabled else None)
+    board = pipeline_board(model, parameters, steps)
     unsubscribe = [subscribe(board.on_event), subscribe_trials(board.on_trials)]
     try:
-        with Live(board.table(console.width), console=console, refresh_per_second=4, transient=False) as live:
+        with Live(board.view(console.width), console=console, refresh_per_second=4, transient=False) as live:
             stop = threading.Event()
 
             def refresh() -> None:
                 while not stop.wait(0.25):
-                    live.update(board.table(console.width))
+                    live.update(board.view(console.width))
 
             refresher = threading.Thread(target=refresh, daemon=True)
             refresher.start()
@@ -158,7 +173,7 @@ def run_with_live_display(model: str, parameters: Any, console: Console, steps: 
                 board.settle(summary)
             finally:
                 stop.set()
-                live.update(board.table(console.width))
+                live.update(board.view(console.width))
     finally:
         if not console.is_terminal:
             console.line()  # rich ends a live display with a newline on terminals only
@@ -168,6 +183,23 @@ def run_with_live_display(model: str, parameters: Any, console: Console, steps: 
             console.print(f"[yellow]retried[/yellow] {escape(note)}", highlight=False)
     print_summary(summary, console)
     return summary
+
+
+def pipeline_board(model: str, parameters: Any, steps: list[str] | None = None) -> StepBoard:
+    """The board of a pipeline run: one row per planned step, and how train runs (the train action policy in
+    force, taoflow/automl/policy.py) when the plan trains."""
+    from taoflow.automl.policy import resolve_policy
+    from taoflow.skill import load_skill
+
+    automl = parameters.automl
+    policy = resolve_policy(load_skill(model), automl.policy)
+    if steps is not None and "train" not in steps:
+        return StepBoard(model, steps)
+    training = policy.describe(automl.max_trials, automl.max_concurrent)
+    if policy.hint:
+        training += f"; {policy.hint}"
+    return StepBoard(model, steps, trials_budget=automl.max_trials if policy.sweep else None,
+                     training=training, warning=policy.notice)
 
 
 def status_label(result: dict[str, Any]) -> str:
@@ -190,7 +222,20 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print(table)
     for skipped in summary.get("skipped", []):
         console.print(f"[yellow]skipped[/yellow] {escape(skipped['action'])}: {escape(skipped['reason'])}")
+    print_training(summary.get("training"), console)
     print_locations(summary, console)
+
+
+def print_training(training: dict[str, Any] | None, console: Console) -> None:
+    """For a sweep: which trial won, and whether this run launched any (a rerun answers from the study)."""
+    sweep = (training or {}).get("sweep")
+    if not sweep or sweep.get("best_value") is None:
+        return
+    launched = (f"{sweep['launched']} launched by this run" if sweep["launched"]
+                else "none launched: answered from the study")
+    console.print(f"AutoML: best trial {sweep['best_trial']} of {sweep['trials']} ({sweep['metric']}="
+                  f"{sweep['best_value']:.4g}; {launched}), study {sweep['study']}",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def print_locations(summary: dict[str, Any], console: Console) -> None:

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
 
+from taoflow.automl.policy import DEFAULT_CONCURRENCY, DEFAULT_TRIALS
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest
 from taoflow.retraining import MEGABYTE, PromotionRequest
@@ -49,12 +50,27 @@ class LauncherProfile(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="Launcher-specific options.")
 
 
-class AutoMLSettings(BaseModel):
-    """AutoML sweep in place of plain training."""
+def _policy_word(value: Any) -> Any:
+    """YAML 1.1 reads a bare `on` / `off` as true / false: take those as the words they were."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
 
-    enabled: bool = False
-    max_trials: int = Field(16, ge=1)
-    max_concurrent: int = Field(4, ge=1, description="GPU budget: trials running at once.")
+
+# `automl_policy`: on | auto (the same) | off; None: the model's default (skills/<model>/skill.yaml).
+AutoMLPolicy = Annotated[Literal["on", "auto", "off"] | None, BeforeValidator(_policy_word)]
+
+
+class AutoMLSettings(BaseModel):
+    """The train action policy and the sweep's settings (taoflow/automl/policy.py). Unknown fields are refused
+    (an old `enabled` must not be dropped silently: `policy` says it now)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: AutoMLPolicy = Field(
+        None, description="on / auto: train through an AutoML sweep; off: one train run (default: the model's).")
+    max_trials: int = Field(DEFAULT_TRIALS, ge=1)
+    max_concurrent: int = Field(DEFAULT_CONCURRENCY, ge=1, description="GPU budget: trials running at once.")
     max_epochs: int | None = Field(None, ge=1)
     sampler: Literal["tpe", "gp", "random", "grid"] = "tpe"
     pruner: Literal["asha", "hyperband", "none"] | None = Field(
@@ -67,7 +83,12 @@ class AutoMLSettings(BaseModel):
     space: Literal["default", "none"] = Field(
         "default", description="default: the model's AutoML parameters, extended by `parameters`; none: only them."
     )
-    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the store).")
+    storage: str | None = Field(
+        None, description="Optuna storage URL (default: $TAOFLOW_AUTOML_STORAGE, else SQLite in a local store).")
+
+    def sweep_options(self) -> dict[str, Any]:
+        """What preflight checks of a sweep (taoflow.automl.policy.sweep_problems)."""
+        return {"parameters": list(self.parameters), "space": self.space, "storage": self.storage}
 
 
 Tolerance = Annotated[float, Field(ge=0)]
@@ -134,6 +155,7 @@ class PipelineParameters(BaseModel):
             gpus=self.launcher.gpus,
             nodes=self.launcher.nodes,
             timeout_seconds=self.launcher.timeout_seconds,
+            automl_policy=self.automl.policy,
         )
 
     @classmethod
@@ -150,7 +172,7 @@ class PipelineParameters(BaseModel):
             actions=self.actions, overrides=self.overrides, pretrained_model=self.pretrained_model,
             warm_start=self.warm_start, store=self.store, launcher=launcher.name, launcher_options=launcher.options or None,
             emulate=launcher.emulate, gpus=launcher.gpus, nodes=launcher.nodes,
-            timeout_seconds=launcher.timeout_seconds, automl=automl.enabled, automl_trials=automl.max_trials,
+            timeout_seconds=launcher.timeout_seconds, automl_policy=automl.policy, automl_trials=automl.max_trials,
             automl_concurrency=automl.max_concurrent, automl_max_epochs=automl.max_epochs,
             automl_sampler=automl.sampler, automl_pruner=automl.pruner, automl_seed=automl.seed,
             automl_parameters=automl.parameters or None, automl_storage=automl.storage,
@@ -179,7 +201,7 @@ class PipelineParameters(BaseModel):
             nodes=v.pop("nodes"), timeout_seconds=v.pop("timeout_seconds"),
         )
         automl = AutoMLSettings(
-            enabled=v.pop("automl"), max_trials=v.pop("automl_trials"), max_concurrent=v.pop("automl_concurrency"),
+            policy=v.pop("automl_policy"), max_trials=v.pop("automl_trials"), max_concurrent=v.pop("automl_concurrency"),
             max_epochs=v.pop("automl_max_epochs"), sampler=v.pop("automl_sampler"), pruner=v.pop("automl_pruner"),
             seed=v.pop("automl_seed"), parameters=v.pop("automl_parameters") or [], storage=v.pop("automl_storage"),
         )
@@ -220,8 +242,8 @@ def _env_emulate() -> bool | None:
 
 
 class RunSettings(BaseModel):
-    """The top-level parameters every pipeline flow has after its datasets and model fields, in form order.
-    (A later `automl_policy` parameter belongs beside `automl`.)"""
+    """The top-level parameters every pipeline flow has after its datasets and model fields, in form order
+    (`automl_policy`'s default is the model's own: pipeline_signature)."""
 
     actions: list[str] | None = Field(
         None, description="Actions to run, in pipeline order (default: every action the model has)."
@@ -242,9 +264,11 @@ class RunSettings(BaseModel):
     gpus: int = Field(1, ge=0, description="GPUs per node for GPU actions.")
     nodes: int = Field(1, ge=1, description="Nodes for multi-node training (skills that support it).")
     timeout_seconds: float | None = Field(None, gt=0, description="Deadline per action attempt.")
-    automl: bool = Field(False, description="Train through an AutoML sweep instead of one train run.")
-    automl_trials: int = Field(16, ge=1, description="AutoML: trials in all.")
-    automl_concurrency: int = Field(4, ge=1, description="AutoML: trials running at once (the GPU budget).")
+    automl_policy: AutoMLPolicy = Field(
+        None, description="Train action policy: on (or auto, the same) trains through an AutoML sweep, off trains "
+        "directly, for this run only (default: the model's, on).")
+    automl_trials: int = Field(DEFAULT_TRIALS, ge=1, description="AutoML: trials in all.")
+    automl_concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, description="AutoML: trials running at once (the GPU budget).")
     automl_max_epochs: int | None = Field(None, ge=1, description="AutoML: epochs of a full trial.")
     automl_sampler: Literal["tpe", "gp", "random", "grid"] = Field("tpe", description="AutoML: Optuna sampler.")
     automl_pruner: Literal["asha", "hyperband", "none"] | None = Field(
@@ -314,6 +338,9 @@ def pipeline_signature(model: str, params_cls: type[PipelineParameters]) -> tupl
         annotation = list[actions_type(model)] | None if name == "actions" else field.annotation
         if field.metadata:
             annotation = Annotated[annotation, *field.metadata]
-        params.append(inspect.Parameter(name, kw, default=field.default, annotation=annotation))
+        default = field.default
+        if name == "automl_policy":  # the form shows the model's own default (on, or auto for some models)
+            default = load_skill(model).automl.policy
+        params.append(inspect.Parameter(name, kw, default=default, annotation=annotation))
         docs.append(f"{name}: {field.description}")
     return inspect.Signature(params, return_annotation=dict[str, Any]), "\n".join(docs)

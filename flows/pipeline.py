@@ -1,7 +1,9 @@
-"""The generic TAO pipeline flow: preflight → dataset_convert → train (or AutoML) → evaluate → export →
-quantize → gen_trt_engine → TensorRT evaluate, each step a cached, resumable `run_action` task, then, when
-asked (`promote`), the promotion gate (tasks/promotion.py). `warm_start` trains from a registry champion.
-The model flows in this package call `run_pipeline` with their own parameters."""
+"""The generic TAO pipeline flow: preflight → dataset_convert → train → evaluate → export → quantize →
+gen_trt_engine → TensorRT evaluate, each step a cached, resumable `run_action` task, then, when asked
+(`promote`), the promotion gate (tasks/promotion.py). `warm_start` trains from a registry champion.
+Train is an AutoML sweep (flows/automl.py) unless the run's train action policy says off or the model's
+AutoML cannot run (taoflow/automl/policy.py). The model flows in this package call `run_pipeline` with their
+own parameters."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from prefect import Flow, flow, get_run_logger, tags, task
 
 from flows.parameters import PipelineParameters, pipeline_signature, run_name
+from taoflow.automl.policy import check_sweep
 from taoflow.planner import PipelineRequest, Plan, RunContext, plan_pipeline, preflight, prepare_run
 from taoflow.retraining import PromotionRequest, promotion_problems, raise_problems, resolve_warm_start, warm_started
 from taoflow.runs import ActionResult, ActionRun
@@ -23,14 +26,17 @@ from tasks.run_action import run_action
 
 @task(name="preflight")
 def preflight_task(request: PipelineRequest, plan: Plan, store_root: str,
-                   promotion: PromotionRequest | None = None) -> dict[str, dict]:
-    """CPU only: datasets present and well formed, every planned spec valid, and a promotion the pipeline can
-    decide (the steps it needs, a readable registry, the champion's files). Nothing reaches a GPU before."""
+                   promotion: PromotionRequest | None = None, sweep: dict[str, Any] | None = None) -> dict[str, dict]:
+    """CPU only: datasets present and well formed, every planned spec valid, a promotion the pipeline can
+    decide (the steps it needs, a readable registry, the champion's files), and when train is a sweep its
+    search space and study storage. Nothing reaches a GPU before."""
     skill = load_skill(request.model)
     store = ArtifactStore(store_root)
     specs = preflight(skill, request, plan, store)
     if promotion is not None:
         raise_problems(skill.name, promotion_problems(skill, request, plan, specs, promotion, store))
+    if plan.sweeps:
+        check_sweep(skill, store_root, **(sweep or {}))
     get_run_logger().info("preflight passed: %d specs valid (%s)", len(specs), ", ".join(specs))
     return specs
 
@@ -50,18 +56,23 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
     for action, reason in plan.skipped:
         logger.warning("skipping %s: %s", action, reason)
     publish_skipped(model, plan.skipped)
+    for warning in plan.warnings:
+        logger.warning("%s", warning)
+    if plan.policy is not None:
+        logger.info("%s", plan.policy.describe(params.automl.max_trials, params.automl.max_concurrent))
     tag_flow_run(model)
     check_launcher_reaches_store(params.launcher.name, params.launcher.options, store.root, request.store)
     promotion = params.promotion.to_request()
-    preflight_task(request, plan, store.root, promotion)
+    preflight_task(request, plan, store.root, promotion, params.automl.sweep_options())
 
     results: dict[str, ActionResult] = {}
     runs: dict[str, ActionRun] = {}  # what each step ran (the promotion reads its checkpoint and engine)
+    sweep: dict[str, Any] | None = None  # the AutoML sweep that stood in for train
     for step in plan.steps:
-        if step.action == "train" and params.automl.enabled:
+        if step.action == "train" and plan.sweeps:
             from flows.automl import automl_train_step
 
-            results[step.name] = automl_train_step(request, results, params)
+            results[step.name], sweep = automl_train_step(request, results, params)
             continue
         run = runs[step.name] = prepare_run(RunContext(skill, request, store, results), step)
         with tags(model, step.action):
@@ -73,12 +84,14 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
 
     publish_kpi_table(model, results)
     publish_result_links(model, results)
-    publish_model_card(model, results, plan.skipped, store)
+    training = training_summary(plan, params, sweep)
+    publish_model_card(model, results, plan.skipped, store, training=training)
     summary: dict[str, Any] = {
         "model": model,
         "store": store.root,
         "skipped": [{"action": a, "reason": r} for a, r in plan.skipped],
         "results": {name: res.to_dict() for name, res in results.items()},
+        "training": training,
     }
     if warm is not None:
         summary["warm_start"] = {"name": warm.name, "champion": warm.champion, "checkpoint": warm.checkpoint}
@@ -86,6 +99,16 @@ def run_pipeline(model: str, params: PipelineParameters) -> dict[str, Any]:
         summary["promotion"] = promote(request, results, runs, promotion, store.root, params.launcher.name,
                                        params.launcher.options)
     return summary
+
+
+def training_summary(plan: Plan, params: PipelineParameters, sweep: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How this run trained, for the summary, the board's last word and the model card (None: no train)."""
+    policy = plan.policy
+    if policy is None:
+        return None
+    return {"policy": policy.asked, "in_force": policy.in_force, "source": policy.source,
+            "line": policy.describe(params.automl.max_trials, params.automl.max_concurrent),
+            "warning": policy.notice, "sweep": sweep}
 
 
 @flow(name="tao-pipeline")

@@ -13,6 +13,7 @@ import re
 import uuid
 from typing import Any
 
+from taoflow.automl.policy import sweep_problems
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest, Plan
 from taoflow.retraining import PromotionRequest, promotion_problems, resolve_warm_start, warm_started
@@ -139,10 +140,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def check_pipeline(skill: Skill, request: PipelineRequest, launcher: str, options: dict[str, Any] | None = None,
-                   *, promotion: PromotionRequest | None = None, warm_start: str | None = None) -> Plan:
+                   *, promotion: PromotionRequest | None = None, warm_start: str | None = None,
+                   sweep: dict[str, Any] | None = None) -> Plan:
     """The whole preflight of a run: the plan, every dataset and spec (planner.preflight), the store, the
-    launcher, and with `promotion` / `warm_start` the model registry (taoflow.retraining). One UserError lists
-    every problem, each once; returns the plan."""
+    launcher, with `promotion` / `warm_start` the model registry (taoflow.retraining), and when train is an
+    AutoML sweep its search space and study storage (`sweep`: parameters, space, storage; policy.py). One
+    UserError lists every problem, each once; returns the plan."""
     from taoflow.planner import plan_pipeline, preflight
 
     plan = plan_pipeline(skill, request)
@@ -160,6 +163,8 @@ def check_pipeline(skill: Skill, request: PipelineRequest, launcher: str, option
         problems += exc.problems or [str(exc)]
     if promotion is not None and store_ok:
         problems += promotion_problems(skill, request, plan, specs, promotion, ArtifactStore(request.store))
+    if plan.sweeps:
+        problems += sweep_problems(skill, request.store, **(sweep or {}))
     problems += check_launcher(skill, request, plan, launcher, options)
     if problems:
         raise UserError(f"the {skill.name} pipeline cannot run; nothing was started", problems)

@@ -11,6 +11,8 @@ This is the orchestration logic that does not need an orchestrator, so the Prefe
   chosen checkpoints, so identical inputs map to the same results folder and never run twice.
 - `resolve_emulate` decides, before any run key is computed, whether a step runs on the TAO emulator: the
   run key includes it, so an emulated result never answers a run that must use TAO.
+- The train action policy (taoflow/automl/policy.py) decides whether train is an AutoML sweep or one train
+  run; `plan_pipeline` records it (`Plan.policy`) and the train step's run key includes it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import fsspec
 
 from taoflow import resolver
+from taoflow.automl.policy import TrainPolicy, resolve_policy
 from taoflow.dotted import set_dotted
 from taoflow.errors import UserError
 from taoflow.runs import ActionResult, ActionRun, canonical_json, compute_run_key
@@ -54,6 +57,7 @@ class PipelineRequest:
     encryption_key_env: str = DEFAULT_KEY_ENV
     timeout_seconds: float | None = None
     force: list[str] = field(default_factory=list)
+    automl_policy: str | None = None  # on | auto | off; None: the skill's default (taoflow/automl/policy.py)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,16 @@ class Plan:
     model: str
     steps: list[PlannedStep]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    policy: TrainPolicy | None = None  # how train runs (None: the plan has no train step)
+
+    @property
+    def sweeps(self) -> bool:
+        """Whether the plan's train step is an AutoML sweep."""
+        return self.policy is not None and self.policy.sweep
+
+    @property
+    def warnings(self) -> list[str]:
+        return [self.policy.notice] if self.policy is not None and self.policy.notice else []
 
 
 def resolve_emulate(skill: Skill, action: str, launcher: str, emulate: bool | None) -> bool:
@@ -108,7 +122,13 @@ def plan_pipeline(skill: Skill, request: PipelineRequest) -> Plan:
         else:
             steps.append(PlannedStep(action))
     _check_parents(skill, ordered)
-    return Plan(model=skill.name, steps=steps, skipped=skipped)
+    policy = resolve_policy(skill, request.automl_policy) if "train" in ordered else None
+    return Plan(model=skill.name, steps=steps, skipped=skipped, policy=policy)
+
+
+def train_policy_key(skill: Skill, request: PipelineRequest, step: PlannedStep) -> str | None:
+    """What a step's run key records of the train action policy: `on`/`off` for the train step, else None."""
+    return resolve_policy(skill, request.automl_policy).in_force if step.action == "train" else None
 
 
 def _check_parents(skill: Skill, actions: list[str]) -> None:
@@ -216,7 +236,8 @@ def planned_runs(skill: Skill, request: PipelineRequest, plan: Plan, specs: dict
         spec = specs[step.name]
         image = skill.image_for(step.action)
         emulate = resolve_emulate(skill, step.action, request.launcher, request.emulate)
-        run_key = compute_run_key(model=skill.name, action=step.name, image=image, spec=spec, emulated=emulate)
+        run_key = compute_run_key(model=skill.name, action=step.name, image=image, spec=spec, emulated=emulate,
+                                  automl=train_policy_key(skill, request, step))
         runs.append(ActionRun(
             model=skill.name, action=step.action, spec=spec, image=image, run_key=run_key,
             results_uri=store.results_uri(skill.name, run_key, _results_folder(step)),
@@ -306,6 +327,7 @@ def prepare_run(ctx: RunContext, step: PlannedStep) -> ActionRun:
     run_key = compute_run_key(
         model=skill.name, action=step.name, image=image, spec=identity_spec,
         input_digests=input_digests, parent_digests=parent_digest, emulated=emulate,
+        automl=train_policy_key(skill, request, step),
     )
     results_uri = store.results_uri(skill.name, run_key, _results_folder(step))
     resume = resolver.resume_model(store, results_uri) if "resume_model" in action.handoffs.values() else None

@@ -2,9 +2,12 @@
 
 `run_key` is a content hash of everything that determines an action's result, so the same inputs never
 pay for the same GPU hours twice: the image reference, the canonical spec with its input URIs replaced by
-content digests, the digests of the parent checkpoints, and whether the TAO emulator or real TAO runs it
-(an emulated result must never answer a run that may not use the emulator). Paths that only say *where*
-results go (`results_dir`, created output files) are left out by the caller before hashing.
+content digests, the digests of the parent checkpoints, whether the TAO emulator or real TAO runs it
+(an emulated result must never answer a run that may not use the emulator), and for a train step the train
+action policy in force (`automl`: on for a sweep's trials, off for one direct train run), so a model trained
+one way never answers a run asked the other way, and every step downstream follows (its parent digest).
+Paths that only say *where* results go (`results_dir`, created output files) are left out by the caller
+before hashing.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ def compute_run_key(
     input_digests: dict[str, str] | None = None,
     parent_digests: dict[str, str] | None = None,
     emulated: bool,
+    automl: str | None = None,
 ) -> str:
-    """A short, stable content hash naming the run (also the Kubernetes Job / docker container name)."""
-    payload = {
+    """A short, stable content hash naming the run (also the Kubernetes Job / docker container name).
+    `automl` (train steps only) is the train action policy in force, `on` or `off`."""
+    payload: dict[str, Any] = {
         "model": model,
         "action": action,
         "image": image,
@@ -43,6 +48,8 @@ def compute_run_key(
         "parents": parent_digests or {},
         "emulated": bool(emulated),
     }
+    if automl is not None:
+        payload["automl"] = automl
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]
 
 

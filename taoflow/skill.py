@@ -173,7 +173,12 @@ class Action(_Strict):
 
 
 class AutoML(_Strict):
+    """The model's AutoML metadata (NVIDIA's `automl_enabled`, metric, direction) and its train action
+    policy: `policy` is the default of a run's `automl_policy` (on or auto: train through a sweep; off: one
+    train run), which a run may change for itself only (taoflow/automl/policy.py)."""
+
     enabled: bool = True
+    policy: Literal["on", "auto", "off"] = "on"
     metric: str
     direction: Literal["maximize", "minimize"]
     # Extra spec overrides every trial gets (e.g. nvpanoptix3d train.optim.monitor_name: train_loss).

@@ -61,11 +61,13 @@ def publish_result_links(model: str, results: dict[str, ActionResult]) -> None:
         )
 
 
-def model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple[str, str]], store: str) -> str:
+def model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple[str, str]], store: str,
+               training: dict[str, Any] | None = None) -> str:
     emulated = any(r.emulated for r in results.values())
     lines = [f"# {model} model card", ""]
     if emulated:
         lines += ["> **EMULATED**: these results come from the tao-flows TAO emulator, not a GPU.", ""]
+    lines += training_lines(training)
     lines += [f"Store: `{store}`", "", "| step | status | results | run key |", "|---|---|---|---|"]
     lines += [f"| {n} | {status_label(r)} | `{r.results_uri}` | `{r.run_key}` |" for n, r in results.items()]
     for name, res in results.items():
@@ -82,15 +84,34 @@ def model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple
     return "\n".join(lines) + "\n"
 
 
+def training_lines(training: dict[str, Any] | None) -> list[str]:
+    """How the model was trained (flows.pipeline.training_summary): the train action policy in force and, for
+    a sweep, which trial won; a warning when AutoML was asked for but could not run."""
+    if not training:
+        return []
+    lines = []
+    if training.get("warning"):
+        lines += [f"> **Warning**: {training['warning']}.", ""]
+    line = "Training: " + training["line"].removeprefix("train: ")
+    sweep = training.get("sweep")
+    if sweep:
+        value = sweep["best_value"]
+        line += (f"; the best trial is {sweep['best_trial']} of {sweep['trials']} ({sweep['metric']} = "
+                 f"{value:.4g}, {sweep['direction']}), study `{sweep['study']}`" if value is not None else "")
+        line += "; the train row is the best trial's run."
+    lines += [line, ""]
+    return lines
+
+
 def _checkpoints(res: ActionResult) -> list[str]:
     entries = (res.manifest or {}).get("entries", [])
     return [e["uri"] for e in entries if e.get("kind") in ("checkpoint", "best") and e.get("uri")]
 
 
 def publish_model_card(model: str, results: dict[str, ActionResult], skipped: list[tuple[str, str]],
-                       store: ArtifactStore) -> str:
+                       store: ArtifactStore, training: dict[str, Any] | None = None) -> str:
     """The model card as a Prefect artifact and as `runs/<model>/MODEL_CARD.md` in the store."""
-    markdown = model_card(model, results, skipped, store.root)
+    markdown = model_card(model, results, skipped, store.root, training)
     create_markdown_artifact(markdown=markdown, key=_key(model, "model-card"), description=f"{model} model card")
     store.write_text_atomic(store.join(store.root, "runs", model, "MODEL_CARD.md"), markdown)
     return markdown

@@ -23,7 +23,7 @@ def controller_params(model: str, store: str, data_root: str, actions: list[str]
     return params_cls(
         datasets={role: data.join(data_root, role) for role in roles}, store=store, actions=actions,
         overrides={"train": {"train.num_epochs": epochs, "train.checkpoint_interval": 1}},
-        launcher={"name": "local", "emulate": True}, **SAMPLE_FIELDS[model],
+        launcher={"name": "local", "emulate": True}, automl={"policy": "off"}, **SAMPLE_FIELDS[model],
     )
 
 

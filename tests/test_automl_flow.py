@@ -42,7 +42,7 @@ def test_sixteen_trials_four_at_a_time_best_goes_to_evaluate(tmp_path, prefect_a
     store = tmp_path / "store"
     params = demo_parameters(
         "rtdetr", tmp_path / "data", str(store), actions=["train", "evaluate"],
-        automl={"enabled": True, "max_trials": 16, "max_concurrent": 4, "max_epochs": 9, "seed": 3},
+        automl={"policy": "on", "max_trials": 16, "max_concurrent": 4, "max_epochs": 9, "seed": 3},
     )
     flow_fn, _ = model_flow("rtdetr")
     summary = flow_fn(params)

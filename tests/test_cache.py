@@ -39,7 +39,7 @@ def _params(data: Path, store: str, **launcher):
     return demo_parameters(
         "rtdetr", data, store, actions=["train", "evaluate", "export"],
         overrides={"train": {"train.num_epochs": 2, "train.checkpoint_interval": 1}},
-        launcher={"name": "local", "emulate": True, **launcher},
+        launcher={"name": "local", "emulate": True, **launcher}, automl_policy="off",
     )
 
 

@@ -54,7 +54,7 @@ def _run(capsys, *args: str) -> tuple[int, str]:
 
 def _args(train: str, eval_: str, store: str, *extra: str) -> list[str]:
     return ["run", "rtdetr", "--data", f"train={train}", "--data", f"eval={eval_}", "--set",
-            "dataset.num_classes=5", "--store", store, *extra]
+            "dataset.num_classes=5", "--store", store, "--automl", "off", *extra]
 
 
 def _assert_user_error(code: int, out: str, *needles: str) -> None:

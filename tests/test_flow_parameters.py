@@ -112,7 +112,7 @@ def test_parameters_round_trip_through_the_flow_signature(model):
     params = build_parameters(
         model, data=["train=s3://b/train", "eval=s3://b/eval"], actions="train", sets=["train.train.num_epochs=3"],
         ptm=None, store="s3://b/store", launcher={"name": "workpool", "gpus": 2, "options": {"poll_seconds": 3}},
-        automl={"enabled": True, "max_trials": 8, "max_concurrent": 2, "parameters": ["train.optim.lr=1e-5:1e-3:log"]},
+        automl={"policy": "off", "max_trials": 6, "max_concurrent": 2, "parameters": ["train.optim.lr=1e-5:1e-3:log"]},
     )
     again = _resolve(model, params.flow_parameters())
     assert again == params

@@ -90,7 +90,7 @@ def test_tables_fit_80_columns_and_paths_are_never_folded():
 def _args(data, store, *extra):
     return ["run", "rtdetr", "--data", f"train={data / 'train'}", "--data", f"eval={data / 'eval'}", "--set",
             "dataset.num_classes=5", "--store", str(store), "--actions", "train,evaluate",
-            "--set", "train.train.num_epochs=3", "--emulate", *extra]
+            "--set", "train.train.num_epochs=3", "--emulate", "--automl", "off", *extra]
 
 
 def test_a_failed_action_is_one_error_block_with_remedy_and_log(tmp_path, prefect_api, capsys, monkeypatch):

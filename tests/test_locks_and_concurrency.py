@@ -180,7 +180,7 @@ def test_two_concurrent_flows_with_the_same_inputs_train_once(tmp_path, prefect_
     write_sample_data("rtdetr", tmp_path / "data")
     params = demo_parameters(
         "rtdetr", tmp_path / "data", str(tmp_path / "store"), actions=["train"],
-        overrides={"train": {"train.num_epochs": 3}},
+        overrides={"train": {"train.num_epochs": 3}}, automl_policy="off",
     )
     flow_fn, _ = model_flow("rtdetr")
     outcomes: list = []

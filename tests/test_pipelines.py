@@ -132,7 +132,7 @@ def test_train_killed_at_epoch_5_retries_and_resumes(sample_root, tmp_path, pref
     monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "sigkill@epoch:5")
     params = demo_parameters(
         "rtdetr", sample_root / "rtdetr", str(tmp_path / "store"), actions=["train", "evaluate"],
-        overrides={"train": {"train.num_epochs": 10, "train.checkpoint_interval": 1}},
+        overrides={"train": {"train.num_epochs": 10, "train.checkpoint_interval": 1}}, automl_policy="off",
     )
     summary = _run("rtdetr", params)
     train = summary["results"]["train"]
@@ -149,7 +149,7 @@ def test_train_killed_at_epoch_5_retries_and_resumes(sample_root, tmp_path, pref
 
 def test_rerun_launches_nothing_and_an_evaluate_change_reruns_evaluate_alone(sample_root, tmp_path, prefect_api):
     store = str(tmp_path / "store")
-    params = demo_parameters("rtdetr", sample_root / "rtdetr", store)
+    params = demo_parameters("rtdetr", sample_root / "rtdetr", store, automl_policy="off")
     first = _run("rtdetr", params, return_state=True)
     assert first.is_completed()
 
@@ -159,7 +159,7 @@ def test_rerun_launches_nothing_and_an_evaluate_change_reruns_evaluate_alone(sam
     assert action_states and set(action_states.values()) == {"Cached"}, action_states
 
     changed = demo_parameters(
-        "rtdetr", sample_root / "rtdetr", store,
+        "rtdetr", sample_root / "rtdetr", store, automl_policy="off",
         overrides={"train": demo_parameters("rtdetr", sample_root / "rtdetr", store).overrides["train"],
                    "evaluate": {"evaluate.conf_threshold": 0.25}},
     )
@@ -173,7 +173,7 @@ def test_spec_error_in_export_overrides_fails_in_preflight_before_train(sample_r
     store = tmp_path / "store"
     params = demo_parameters(
         "rtdetr", sample_root / "rtdetr", str(store),
-        overrides={"export": {"export.input_widht": 640}},
+        overrides={"export": {"export.input_widht": 640}}, automl_policy="off",
     )
     state = _run("rtdetr", params, return_state=True)
     assert state.is_failed()
@@ -191,7 +191,8 @@ def test_actions_killed_after_writing_their_products_retry_and_hand_on_fresh_fil
     monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "sigkill@end")
     params = demo_parameters("rtdetr", sample_root / "rtdetr", str(tmp_path / "store"),
                              actions=["train", "export"],
-                             overrides={"train": {"train.num_epochs": 2, "train.checkpoint_interval": 1}})
+                             overrides={"train": {"train.num_epochs": 2, "train.checkpoint_interval": 1}},
+                             automl_policy="off")
     summary = _run("rtdetr", params)
     export = summary["results"]["export"]
     assert export["status"] == "SUCCESS"

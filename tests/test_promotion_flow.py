@@ -70,7 +70,7 @@ def _no_fault(monkeypatch):
 
 def params(data: Path, store: str, epochs: int, promote: str | None, **changes):
     return demo_parameters(
-        "rtdetr", data, store, actions=ACTIONS, overrides={"train": {"train.num_epochs": epochs}},
+        "rtdetr", data, store, actions=ACTIONS, overrides={"train": {"train.num_epochs": epochs}}, automl_policy="off",
         promotion={"name": promote} if promote else {}, **changes)
 
 
@@ -87,7 +87,7 @@ def cli(data: Path, store: str, epochs: int, *extra: str, env: dict[str, str]) -
             "--set", "dataset.num_classes=5", "--set", "dataset.eval_class_ids=[1,2,3,4]",
             "--set", "train.train.checkpoint_interval=1", "--set", "train.train.validation_interval=1",
             "--actions", ",".join(ACTIONS), "--emulate", "--store", store,
-            "--set", f"train.train.num_epochs={epochs}", *extra]
+            "--set", f"train.train.num_epochs={epochs}", "--automl", "off", *extra]
     return subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
 
 
@@ -228,7 +228,7 @@ def test_two_concurrent_promotions_the_second_sees_the_first(data, store, tmp_pa
          "--set", "dataset.num_classes=5", "--set", "dataset.eval_class_ids=[1,2,3,4]",
          "--set", "train.train.checkpoint_interval=1", "--set", "train.train.validation_interval=1",
          "--actions", ",".join(ACTIONS), "--emulate", "--store", store, "--set", f"train.train.num_epochs={epochs}",
-         "--promote", "race"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+         "--promote", "race", "--automl", "off"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for epochs in (3, 4)]
     outputs = [run.communicate(timeout=900)[0] for run in runs]
     codes = [run.returncode for run in runs]
@@ -332,7 +332,7 @@ def test_a_promotion_that_cannot_be_decided_fails_the_run_and_the_cli_exits_2(da
     marker.unlink()
     code = run_cli(["run", "rtdetr", "--data", f"train={data / 'train'}", "--data", f"eval={data / 'eval'}",
                     "--set", "dataset.num_classes=5", "--actions", ",".join(ACTIONS), "--emulate", "--store", store,
-                    "--set", "train.train.num_epochs=2", "--promote", "newer"])
+                    "--set", "train.train.num_epochs=2", "--promote", "newer", "--automl", "off"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("error:") == 1 and "written by a newer taoflow" in err and "Traceback" not in err

@@ -41,7 +41,7 @@ def no_prefect(monkeypatch, tmp_path):
 
 def _run(capsys, data, store, *extra: str) -> tuple[int, str]:
     code = run_cli(["run", "rtdetr", "--data", f"train={data / 'train'}", "--data", f"eval={data / 'eval'}",
-                    "--set", "dataset.num_classes=5", "--emulate", "--store", str(store), *extra])
+                    "--set", "dataset.num_classes=5", "--emulate", "--store", str(store), "--automl", "off", *extra])
     captured = capsys.readouterr()
     return code, captured.err + captured.out
 
@@ -114,14 +114,14 @@ def test_the_flow_preflight_fails_the_run_with_the_message_and_launches_nothing(
     ArtifactStore(store).remove(champion.checkpoint)
     flow_fn, _ = model_flow("rtdetr")
     parameters = demo_parameters("rtdetr", data, str(store), actions=ACTIONS.split(","),
-                                 promotion={"name": "prod"})
+                                 promotion={"name": "prod"}, automl_policy="off")
     state = flow_fn(parameters, return_state=True)
     assert state.is_failed()
     assert "files missing from the store" in state.message and f"checkpoint {champion.checkpoint}" in state.message
     assert not list((store / "runs").glob("*/*/*/status.json")), "no GPU step was launched"
 
     parameters = demo_parameters("rtdetr", data, str(store), actions=["train", "evaluate"],
-                                 promotion={"name": "fresh"})
+                                 promotion={"name": "fresh"}, automl_policy="off")
     state = flow_fn(parameters, return_state=True)
     assert state.is_failed() and "needs export, gen_trt_engine, trt_evaluate" in state.message
 

@@ -38,7 +38,8 @@ def test_dry_run_prints_every_spec_as_yaml(rtdetr_data, capsys):
 
 def test_kubernetes_dry_run_prints_valid_objects_for_two_nodes(rtdetr_data, capsys):
     code = run_cli(_args(rtdetr_data, "--launcher", "kubernetes", "--gpus", "8", "--nodes", "2",
-                         "--store", "s3://bucket/tao", "--launcher-option", "namespace=vision", "--dry-run"))
+                         "--store", "s3://bucket/tao", "--launcher-option", "namespace=vision", "--dry-run",
+                         "--automl", "off"))
     assert code == 0
     objects = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     for obj in objects:

@@ -91,7 +91,7 @@ def test_encryption_key_never_on_a_command_line_nor_written_or_shown(tmp_path, p
     monkeypatch.setattr(local_launcher.subprocess, "Popen", scanner)
     write_sample_data("rtdetr", tmp_path / "data")
     params = demo_parameters("rtdetr", tmp_path / "data", str(tmp_path / "store"),
-                             actions=["train", "evaluate", "export"])
+                             actions=["train", "evaluate", "export"], automl_policy="off")
     flow_fn, _ = model_flow("rtdetr")
     summary = flow_fn(params)
     assert {r["status"] for r in summary["results"].values()} == {"SUCCESS"}

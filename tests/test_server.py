@@ -42,7 +42,7 @@ def test_killed_commands_leave_at_most_one_server_and_later_ones_reuse_it(tmp_pa
     write_sample_data("rtdetr", tmp_path / "data")
     argv = [TAOFLOW, "run", "rtdetr", "--data", f"train={tmp_path / 'data' / 'train'}", "--data",
             f"eval={tmp_path / 'data' / 'eval'}", "--set", "dataset.num_classes=5", "--store", str(tmp_path / "store"),
-            "--emulate", "--set", "train.train.num_epochs=50"]
+            "--emulate", "--set", "train.train.num_epochs=50", "--automl", "off"]
     commands = [subprocess.Popen(argv, env=_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  stdin=subprocess.DEVNULL) for _ in range(4)]
     try:

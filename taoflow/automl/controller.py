@@ -94,6 +94,7 @@ class SweepResult:
     best_result: ActionResult | None
     trials: list[dict[str, Any]]
     best_trained_with: dict[str, Any] = field(default_factory=dict)
+    launched: int = 0  # trial jobs this run submitted (0: the study already held the whole sweep)
 
     @property
     def gpu_epochs(self) -> int:
@@ -139,6 +140,7 @@ class SweepController:
         self._results: dict[int, ActionResult] = {}
         self._orphans: list[optuna.trial.FrozenTrial] = []
         self._started = 0
+        self._launched = 0  # jobs submitted by this run (new trials and adopted ones)
 
     # ------------------------------------------------------------------ budget
     def _budget(self) -> int:
@@ -264,6 +266,7 @@ class SweepController:
         except Exception as exc:  # an unlaunchable trial fails, the sweep goes on
             self._fail_now(trial, row, f"launch failed: {exc}")
             return
+        self._launched += 1
         if gate is not None and adopted:
             gate.release()
         self._active[trial.number] = active
@@ -474,4 +477,5 @@ class SweepController:
             best_results_uri=best.get("results_uri") if best else None,
             best_result=best_result, trials=self.rows(),
             best_trained_with=dict(best.get("trained_with") or {}) if best else {},
+            launched=self._launched,
         )

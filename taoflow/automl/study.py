@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from taoflow.runs import canonical_json
 from taoflow.skill import Skill
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
+# The study storage URL a deployment's work pool gives its pipelines (a remote store has no SQLite beside it).
+STORAGE_ENV = "TAOFLOW_AUTOML_STORAGE"
 PRUNERS = ("asha", "hyperband", "none")
 
 
@@ -176,15 +179,41 @@ def study_name(settings: SweepSettings, space: SearchSpace, base: Mapping[str, A
     return f"{settings.model}-{hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]}"
 
 
-def default_storage(store_root: str | Path, model: str, name: str) -> str:
-    """SQLite file beside a local store: `<store>/automl/<model>/<study>.db` (a remote store needs a URL)."""
+def default_storage(store_root: str | Path, model: str, name: str, storage: str | None = None) -> str:
+    """The study's storage URL: `storage` (the run's), else `$TAOFLOW_AUTOML_STORAGE` (a deployment's work
+    pool sets it), else a SQLite file beside a local store, `<store>/automl/<model>/<study>.db`."""
+    explicit = storage or os.environ.get(STORAGE_ENV, "").strip()
+    if explicit:
+        return explicit
+    problem = storage_problem(store_root)
+    if problem:
+        raise UserError(problem)
     root = str(store_root)
-    if "://" in root and not root.startswith("file://"):
-        raise UserError(f"the store {root} is remote; an AutoML study needs --storage (e.g. "
-                        f"postgresql://user@host/db) or a local store for its SQLite file")
     folder = Path(root.removeprefix("file://")).absolute() / "automl" / model
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / (name + '.db')}"
+
+
+def storage_problem(store_root: str | Path | None, storage: str | None = None) -> str | None:
+    """Why a sweep on this store has nowhere to keep its study (a remote store and no storage URL), else None."""
+    root = str(store_root or "")
+    if storage or os.environ.get(STORAGE_ENV, "").strip() or "://" not in root or root.startswith("file://"):
+        return None
+    return (f"the store {root} is remote, so an AutoML study needs a database its controller reaches: pass "
+            f"--storage / automl_storage (e.g. postgresql://user@host/optuna) or set {STORAGE_ENV}; "
+            "or train directly (--automl off, automl_policy: off)")
+
+
+def display_url(url: str | None) -> str | None:
+    """A storage URL fit for logs and artifacts: a password in it is masked."""
+    if not url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: say nothing of it but its scheme
+        return url.split("://", 1)[0] + "://…"
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taoflow.automl.controller import SweepController, SweepResult
+from taoflow.automl.policy import DEFAULT_CONCURRENCY, DEFAULT_TRIALS
 from taoflow.automl.space import build_space
 from taoflow.automl.study import default_storage, open_study, settings_for, study_name
 from taoflow.launchers.base import Launcher
@@ -23,8 +24,8 @@ from taoflow.store import ArtifactStore
 
 @dataclass
 class SweepOptions:
-    max_trials: int = 16
-    max_concurrent: int = 4
+    max_trials: int = DEFAULT_TRIALS
+    max_concurrent: int = DEFAULT_CONCURRENCY
     max_epochs: int | None = None
     sampler: str = "tpe"
     pruner: str | None = None  # None: the default (ASHA with the rung check, study.default_pruner)
@@ -58,7 +59,7 @@ def run_sweep(
         "upstream": {name: res.run_key for name, res in sorted((upstream or {}).items())},
     }
     name = study_name(settings, space, base)
-    storage = options.storage or default_storage(store.root, skill.name, name)
+    storage = default_storage(store.root, skill.name, name, options.storage)
     study = open_study(settings, space, storage=storage, name=name)
     results = dict(upstream or {})
 
