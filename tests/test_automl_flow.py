@@ -74,3 +74,34 @@ def test_sixteen_trials_four_at_a_time_best_goes_to_evaluate(tmp_path, prefect_a
     )
     assert evaluate_spec["evaluate"]["checkpoint"].startswith(best.user_attrs["results_uri"] + "/")
     assert summary["results"]["train"]["results_uri"] == best.user_attrs["results_uri"]
+
+
+def test_trials_that_hit_an_infrastructure_failure_resume_instead_of_failing(tmp_path, prefect_api, monkeypatch):
+    """Every trial's first attempt dies of OOM at the start of epoch 2 (the emulator's fault fires once per
+    results folder): each is relaunched in its own folder, resumes from its newest checkpoint, and ends
+    COMPLETE or PRUNED — none FAIL — as a direct train's retries would."""
+    monkeypatch.setenv("TAOFLOW_EMULATOR_EPOCH_SECONDS", "0")
+    monkeypatch.setenv("TAOFLOW_EMULATOR_FAULT", "oom@epoch:2")
+    write_sample_data("rtdetr", tmp_path / "data")
+    store = tmp_path / "store"
+    params = demo_parameters(
+        "rtdetr", tmp_path / "data", str(store), actions=["train"],
+        automl={"policy": "on", "max_trials": 4, "max_concurrent": 2, "max_epochs": 4, "seed": 1},
+    )
+    flow_fn, _ = model_flow("rtdetr")
+    summary = flow_fn(params)
+    assert summary["results"]["train"]["status"] == "SUCCESS"
+
+    (db,) = (store / "automl" / "rtdetr").glob("*.db")
+    storage = f"sqlite:///{db}"
+    (summary_study,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary_study.study_name, storage=storage).get_trials()
+    assert {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    retried = [t for t in trials if t.user_attrs.get("retries")]
+    assert retried, "no trial reached epoch 2"
+    for trial in retried:
+        assert trial.user_attrs["retries"] == 1
+        folder = Path(trial.user_attrs["results_uri"])
+        assert (folder / ".emulator_faults_fired").is_file()
+        spec = yaml.safe_load((folder / "spec.yaml").read_text())
+        assert Path(spec["train"]["resume_training_checkpoint_path"]).name == "model_epoch_001.pth"

@@ -121,8 +121,10 @@ def test_work_pool_pipeline_survives_an_oom_at_epoch_2_and_resumes(tmp_path, pre
         assert list(schema)[:4] == ["datasets", "num_classes", "eval_class_ids", "actions"]
 
     # Only the datasets and the class count: where GPU steps run comes from the deployment, not the caller.
+    # (And train directly: this is a direct train's retry through the pool; a sweep's trials resume after an
+    # infrastructure failure too, tests/test_automl_flow.py.)
     started = _prefect(["deployment", "run", "rtdetr-pipeline/rtdetr-local", "--params",
-                        json.dumps({"datasets": datasets, "num_classes": 5})], env)
+                        json.dumps({"datasets": datasets, "num_classes": 5, "automl_policy": "off"})], env)
     flow_run_id = UUID(started.stdout.split("UUID:")[1].split()[0])
     log = workers("tao-local", env)
     with get_client(sync_client=True) as client:

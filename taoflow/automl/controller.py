@@ -27,6 +27,11 @@ Durability (a controller killed mid-sweep, then run again with the same study):
   decided as their events arrive;
 - the rung tables are rebuilt from the stored reports, and the remaining budget is filled with new trials.
 Failed trials (the job failed, or never reported the metric) are FAIL and can never be the best.
+
+Infrastructure failures (OOM, NCCL, preemption, a lost pod: TAO's failure class `infra`) do not cost a trial:
+as a direct train's task retries do (tasks/run_action.py), the trial is relaunched in its own results folder,
+resuming from its newest checkpoint, up to `INFRA_RETRIES` times; it is then decided as its events arrive,
+like an adopted trial. Only then, or on any other failure, is it FAIL.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ and the skill's AutoML overrides — and owns the run key and results URI. It mu
 adopted trial is rebuilt with the same arguments and must map to the same run key."""
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+INFRA_RETRIES = 3  # relaunches of a trial after infrastructure failures, as a direct train's (run_action)
 
 
 @dataclass
@@ -407,12 +413,32 @@ class SweepController:
         else:
             failure = (result.failure_class if result else None) or event.failure_class
             message = (result.message if result else None) or event.message or status
+            if failure == "infra" and self._retry(active, message):
+                return
             trial.set_user_attr("failure_class", failure)
             trial.set_user_attr("gpu_epochs", active.gpu_epochs)
             trial.set_user_attr("kpi_per_rung", row["kpi_per_rung"])
             self._fail_now(trial, row, message)
             return
         self._notify()
+
+    def _retry(self, active: _Active, message: str) -> bool:
+        """Relaunch a trial whose job failed for the infrastructure, resuming from its newest checkpoint
+        (False: its retries are spent). The epochs it trained stay counted; the new attempt's add to them."""
+        trial, row = active.trial, active.row
+        retries = int(row.get("retries") or 0)
+        if retries >= INFRA_RETRIES:
+            return False
+        run = active.run
+        if self.store is not None:
+            from taoflow.planner import refresh_resume
+
+            run = refresh_resume(self.skill, self.store, run)
+        row.update(retries=retries + 1, gpu_epochs=active.gpu_epochs,
+                   message=f"attempt {retries + 2} after an infrastructure failure: {message}")
+        trial.set_user_attr("retries", retries + 1)
+        self._submit(trial, run, row, adopted=True, rungs=active.rungs, last=active.last_value)
+        return True
 
     def _complete(self, active: _Active, result: ActionResult | None) -> None:
         trial, row = active.trial, active.row
