@@ -61,9 +61,9 @@ def test_a_gated_trial_waits_at_its_rung_until_acknowledged(data, tmp_path) -> N
     gate = FileGate(results)
     gate.reset()
     proc = _start(data, results, gate.environment([2, 4]))
-    _until(lambda: _epochs(results) == [0, 1], proc)  # the line of epoch count 2 is written, then it waits
-    assert list(results.glob("model_epoch_001.pth"))  # its checkpoint came first (a resume point; RT-DETR: epoch-only names)
-    assert proc.poll() is None
+    # The line of epoch count 2, then its checkpoint (a resume point; RT-DETR: epoch-only names), then it waits.
+    _until(lambda: _epochs(results) == [0, 1] and list(results.glob("model_epoch_001.pth")), proc)
+    assert proc.poll() is None and _epochs(results) == [0, 1]
     gate.ack(2)
     _until(lambda: _epochs(results) == [0, 1, 2, 3], proc)
     assert proc.poll() is None  # waiting at 4 now
