@@ -73,6 +73,25 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def write_temp_beside(path: str, data: bytes) -> str:
+    """`data`, fsynced, in a hidden temp file in `path`'s folder (created if need be), readable as the store's
+    other files (mkstemp makes 0600; teammates sharing the store must read it). The caller renames or links
+    it to `path`, so readers only ever see a complete file, and removes it if that fails."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
 def _s3_options() -> dict[str, Any]:
     """s3fs options from the standard AWS environment. s3fs/botocore read credentials themselves; the
     endpoint is passed explicitly so `AWS_ENDPOINT_URL(_S3)` works with every botocore version."""
@@ -200,15 +219,8 @@ class ArtifactStore:
         """Write the complete object or nothing: readers never see a half-written manifest or result."""
         path = self._path(uri)
         if self.is_local:
-            folder = os.path.dirname(path)
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+            tmp = write_temp_beside(path, data)
             try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared store needs the usual mode
                 os.replace(tmp, path)
             except BaseException:
                 if os.path.exists(tmp):

@@ -27,6 +27,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _the_study(store: Path) -> optuna.Study:
+    """The one rtdetr study the sweep kept in the store's SQLite file."""
+    (db,) = (store / "automl" / "rtdetr").glob("*.db")
+    storage = f"sqlite:///{db}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
 def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
     running = peak = 0
@@ -48,10 +56,7 @@ def test_sixteen_trials_four_at_a_time_best_goes_to_evaluate(tmp_path, prefect_a
     summary = flow_fn(params)
     assert summary["results"]["evaluate"]["status"] == "SUCCESS"
 
-    (db,) = (store / "automl" / "rtdetr").glob("*.db")
-    storage = f"sqlite:///{db}"
-    (summary_study,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary_study.study_name, storage=storage)
+    study = _the_study(store)
     trials = study.get_trials()
     assert len(trials) == 16
     intervals = [(t.user_attrs["submitted_at"], t.user_attrs["finished_at"]) for t in trials]
@@ -92,10 +97,7 @@ def test_trials_that_hit_an_infrastructure_failure_resume_instead_of_failing(tmp
     summary = flow_fn(params)
     assert summary["results"]["train"]["status"] == "SUCCESS"
 
-    (db,) = (store / "automl" / "rtdetr").glob("*.db")
-    storage = f"sqlite:///{db}"
-    (summary_study,) = optuna.get_all_study_summaries(storage)
-    trials = optuna.load_study(study_name=summary_study.study_name, storage=storage).get_trials()
+    trials = _the_study(store).get_trials()
     assert {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     retried = [t for t in trials if t.user_attrs.get("retries")]
     assert retried, "no trial reached epoch 2"

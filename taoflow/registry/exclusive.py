@@ -16,14 +16,14 @@ decides again. Nothing is held while deciding, so a killed process leaves nothin
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-import tempfile
 import threading
 import uuid
 
 from taoflow.errors import UserError
-from taoflow.store import ArtifactStore
+from taoflow.store import ArtifactStore, write_temp_beside
 
 _verified: set[tuple[str, str]] = set()
 _verified_lock = threading.Lock()
@@ -47,31 +47,19 @@ def _is_conflict(exc: BaseException) -> bool:
 
 
 def _create_local(path: str, data: bytes) -> bool:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    tmp = write_temp_beside(path, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; teammates sharing the store must read it
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                raise
-            return _create_excl(path, data)
-        return True
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        return _create_excl(path, data)
     finally:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    return True
 
 
 def _create_excl(path: str, data: bytes) -> bool:
