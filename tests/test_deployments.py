@@ -6,6 +6,8 @@
   at epoch 2 (`TAOFLOW_EMULATOR_FAULT=oom@epoch:2`): the train attempt's action flow run ends Failed with the
   failure class and remedy, a new attempt resumes from the newest checkpoint, the pipeline ends Completed,
   no task run is left Pending, and the server received the `tao.action.*` events.
+- The same deployment run with the model's default train action policy sweeps: each AutoML trial is an
+  action flow run on the pool, and evaluate gets the best trial's checkpoint.
 - On a server *with* its scheduler (SQLAlchemy < 2.1), an operator-created schedule of a retraining
   deployment creates runs, and a redeploy keeps it (same id, same enabled or paused state).
 
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
+import optuna
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
@@ -88,19 +91,25 @@ def _create_pools(env: dict[str, str]) -> None:
                   "--base-job-template", str(REPO / "infra" / "workpools" / f"{pool}.json")], env)
 
 
-def test_work_pool_pipeline_survives_an_oom_at_epoch_2_and_resumes(tmp_path, prefect_server, prefect_api, workers):
+def _deploy_everything(tmp_path: Path, prefect_server: PrefectServer, **extra_env: str
+                       ) -> tuple[dict[str, str], dict[str, str], Path]:
+    """Pools, variables and `prefect deploy --all` for the rtdetr sample data: (env, datasets, store)."""
     store, data = tmp_path / "store", tmp_path / "data"
     write_sample_data("rtdetr", data)
     datasets = {"train": str(data / "train"), "eval": str(data / "eval")}
     env = {**os.environ, **prefect_server.env(), "TAOFLOW_REPO": str(REPO), "TAOFLOW_STORE": str(store),
            "TAOFLOW_HOME": str(tmp_path / "home"), "TAOFLOW_EMULATOR_EPOCH_SECONDS": "0",
-           "TAOFLOW_EMULATOR_FAULT": "oom@epoch:2", "PREFECT_WORKER_QUERY_SECONDS": "1",
-           "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1", **extra_env}
     _create_pools(env)
     _prefect(["variable", "set", "taoflow_store", "s3://tao-bucket/tao-flows", "--overwrite"], env)
     for role, uri in datasets.items():
         _prefect(["variable", "set", f"rtdetr_{role}_data", uri, "--overwrite"], env)
     _prefect(["--no-prompt", "deploy", "--all"], env)
+    return env, datasets, store
+
+
+def test_work_pool_pipeline_survives_an_oom_at_epoch_2_and_resumes(tmp_path, prefect_server, prefect_api, workers):
+    env, datasets, store = _deploy_everything(tmp_path, prefect_server, TAOFLOW_EMULATOR_FAULT="oom@epoch:2")
 
     declared = {d["name"] for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
     with get_client(sync_client=True) as client:
@@ -172,6 +181,33 @@ def test_work_pool_pipeline_survives_an_oom_at_epoch_2_and_resumes(tmp_path, pre
         assert failure["failure_class"] == "infra" and failure["will_retry"] is True and failure["attempt"] == 1
         assert completed.payload["attempt"] == 2
     assert (store / "runs" / "rtdetr" / "MODEL_CARD.md").is_file()
+
+
+def test_the_default_train_step_is_a_sweep_whose_trials_run_on_the_work_pool(tmp_path, prefect_server, prefect_api,
+                                                                            workers):
+    """AutoML is every model's default: a deployment run of the pipeline sweeps, each trial an action flow
+    run of `tao-action` on the worker's pool (the work-pool launcher), the best one handed on as train."""
+    env, datasets, store = _deploy_everything(tmp_path, prefect_server)
+    started = _prefect(["deployment", "run", "rtdetr-pipeline/rtdetr-local", "--params", json.dumps({
+        "datasets": datasets, "num_classes": 5, "actions": ["train", "evaluate"], "automl_trials": 3,
+        "automl_concurrency": 2, "automl_max_epochs": 2})], env)
+    flow_run_id = UUID(started.stdout.split("UUID:")[1].split()[0])
+    log = workers("tao-local", env)
+    with get_client(sync_client=True) as client:
+        pipeline = _wait_for("the pipeline to finish", lambda: _final(client.read_flow_run(flow_run_id)), log=log)
+        assert pipeline.state.is_completed(), log.read_text(errors="replace")[-3000:]
+        actions = [r for r in client.read_flow_runs() if r.deployment_id is not None and "run" in r.parameters]
+    trials = [r for r in actions if r.parameters["run"]["action"] == "train"]
+    (evaluate,) = [r for r in actions if r.parameters["run"]["action"] == "evaluate"]
+    assert len(trials) == 3 and all(r.state.is_completed() for r in trials), [(r.name, r.state) for r in trials]
+
+    (db,) = (store / "automl" / "rtdetr").glob("*.db")
+    storage = f"sqlite:///{db}"
+    (study,) = optuna.get_all_study_summaries(storage)
+    best = optuna.load_study(study_name=study.study_name, storage=storage).best_trial
+    assert best.user_attrs["results_uri"] in {r.parameters["run"]["results_uri"] for r in trials}
+    checkpoint = evaluate.parameters["run"]["spec"]["evaluate"]["checkpoint"]
+    assert checkpoint.startswith(best.user_attrs["results_uri"] + "/"), "the best trial's checkpoint is evaluated"
 
 
 def _final(run):
