@@ -196,7 +196,8 @@ def test_the_default_train_step_is_a_sweep_whose_trials_run_on_the_work_pool(tmp
     with get_client(sync_client=True) as client:
         pipeline = _wait_for("the pipeline to finish", lambda: _final(client.read_flow_run(flow_run_id)), log=log)
         assert pipeline.state.is_completed(), log.read_text(errors="replace")[-3000:]
-        actions = [r for r in client.read_flow_runs() if r.deployment_id is not None and "run" in r.parameters]
+        actions = [r for r in client.read_flow_runs() if r.deployment_id is not None and "run" in r.parameters
+                   and r.parameters["run"]["results_uri"].startswith(str(store))]  # this test's, not the session's
     trials = [r for r in actions if r.parameters["run"]["action"] == "train"]
     (evaluate,) = [r for r in actions if r.parameters["run"]["action"] == "evaluate"]
     assert len(trials) == 3 and all(r.state.is_completed() for r in trials), [(r.name, r.state) for r in trials]
