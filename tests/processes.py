@@ -77,13 +77,13 @@ def alive(pid: int) -> bool:
     return state[state.rfind(")") + 2] != "Z"
 
 
-def stop_tree(process: subprocess.Popen, timeout: float = 30) -> list[int]:
-    """SIGTERM the process and all its descendants, wait, SIGKILL what is left; returns pids still alive
-    afterwards (none expected)."""
+def stop_tree(process: subprocess.Popen, timeout: float = 30, first: int = signal.SIGTERM) -> list[int]:
+    """Signal (`first`: SIGTERM) the process and all its descendants, wait, SIGKILL what is left; returns pids
+    still alive afterwards (none expected)."""
     pids = [process.pid, *descendants(process.pid)]
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, first)
         except ProcessLookupError:
             pass
     try:
