@@ -8,6 +8,7 @@ parameters. Nothing waits on a timing margin: the emulator's rung gate orders th
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import uuid
 from pathlib import Path
@@ -148,6 +149,27 @@ def test_the_default_pipeline_sweeps_and_its_rerun_launches_nothing(rtdetr_data,
     assert _study_trials(store) == DEFAULT_TRIALS  # no trial asked again
     assert all(r["cached"] for r in again["results"].values()), {n: r["cached"] for n, r in again["results"].items()}
     assert again["results"]["train"]["results_uri"] == first["results"]["train"]["results_uri"]
+
+
+def test_a_study_answers_only_sweeps_on_its_image_and_its_kind_of_run(rtdetr_data, tmp_path, prefect_api,
+                                                                       monkeypatch):
+    """The study's name holds what each trial's run key holds that the trials share: another train image
+    starts a new sweep; an emulated study is never the study of a sweep that must use TAO."""
+    store = tmp_path / "store"
+    params = demo_parameters("rtdetr", rtdetr_data, str(store), actions=["train"],
+                             automl={"policy": "on", "max_trials": 2, "max_concurrent": 2})
+    flow_fn, _ = model_flow("rtdetr")
+    assert flow_fn(params)["training"]["sweep"]["launched"] == 2
+    monkeypatch.setenv("TAOFLOW_IMAGE_RTDETR_TRAIN", "registry.example.com/tao/tao-toolkit:custom-pyt")
+    other = flow_fn(params)["training"]["sweep"]
+    assert other["launched"] == 2 and len(list((store / "automl" / "rtdetr").glob("*.db"))) == 2
+
+    from taoflow.automl.sweep import sweep_identity
+
+    request = params.to_request("rtdetr")
+    emulated = sweep_identity(load_skill("rtdetr"), request)
+    real = sweep_identity(load_skill("rtdetr"), dataclasses.replace(request, emulate=False))
+    assert emulated["emulated"] is True and real["emulated"] is False
 
 
 def test_automl_off_from_the_command_line_trains_once(rtdetr_data, tmp_path, prefect_api, capsys):

@@ -16,7 +16,7 @@ from taoflow.automl.policy import DEFAULT_CONCURRENCY, DEFAULT_TRIALS
 from taoflow.automl.space import build_space
 from taoflow.automl.study import default_storage, open_study, settings_for, study_name
 from taoflow.launchers.base import Launcher
-from taoflow.planner import PipelineRequest, PlannedStep, RunContext, digest_uri, prepare_run
+from taoflow.planner import PipelineRequest, PlannedStep, RunContext, digest_uri, prepare_run, resolve_emulate
 from taoflow.runs import ActionResult, ActionRun
 from taoflow.skill import Skill
 from taoflow.store import ArtifactStore
@@ -52,13 +52,7 @@ def run_sweep(
         max_concurrent=options.max_concurrent, max_epochs=max_epochs, seed=options.seed,
     )
     space = build_space(skill, options.parameters, base=options.space)
-    base = {
-        "datasets": {role: digest_uri(uri) for role, uri in sorted(request.data.items())},
-        "overrides": request.overrides,
-        "ptm": request.ptm,
-        "upstream": {name: res.run_key for name, res in sorted((upstream or {}).items())},
-    }
-    name = study_name(settings, space, base)
+    name = study_name(settings, space, sweep_identity(skill, request, upstream))
     storage = default_storage(store.root, skill.name, name, options.storage)
     study = open_study(settings, space, storage=storage, name=name)
     results = dict(upstream or {})
@@ -72,6 +66,22 @@ def run_sweep(
         study, space, settings, skill, launcher, make_run, store=store, storage_url=storage, on_update=on_update
     )
     return controller.run()
+
+
+def sweep_identity(skill: Skill, request: PipelineRequest, upstream: dict[str, ActionResult] | None = None
+                   ) -> dict[str, Any]:
+    """What names the study besides its settings and space: what every trial's run key holds that the
+    trials share — the data, the overrides, the PTM, the upstream steps, the train image, and whether the
+    emulator runs it. A study of emulated trials never answers a sweep that must use TAO (nor one on another
+    image), as a stored result never answers such a run (taoflow/runs.py)."""
+    return {
+        "datasets": {role: digest_uri(uri) for role, uri in sorted(request.data.items())},
+        "overrides": request.overrides,
+        "ptm": request.ptm,
+        "upstream": {name: res.run_key for name, res in sorted((upstream or {}).items())},
+        "image": skill.image_for("train"),
+        "emulated": resolve_emulate(skill, "train", request.launcher, request.emulate),
+    }
 
 
 def _train_epochs(request: PipelineRequest) -> int:
