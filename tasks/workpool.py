@@ -215,9 +215,11 @@ class WorkPoolLauncher:
                 client.set_task_run_state(handle.wrapper_task_run_id, mirrored, force=True)
 
     def cancel(self, handle: WorkPoolHandle) -> None:
+        """Ask the attempt's worker to stop it. Not forced: the server refuses Cancelling for an attempt that
+        already ended, which a forced state would reopen with no process left to stop it."""
         try:
             with get_client(sync_client=True) as client:
-                client.set_flow_run_state(handle.flow_run_id, Cancelling(), force=True)
+                client.set_flow_run_state(handle.flow_run_id, Cancelling())
         finally:
             handle.slots.close()
 

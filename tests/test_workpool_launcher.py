@@ -97,6 +97,27 @@ def test_a_live_attempt_is_attached_to_and_an_ended_one_is_followed_by_a_new_att
     assert _slots(gpu_deployment) == 0
 
 
+def test_a_prune_that_lands_after_the_attempt_ended_leaves_it_as_it_ended(gpu_deployment, tmp_path):
+    """A pruned trial is cancelled by setting its attempt Cancelling. If the attempt finished first (short
+    epochs), that must not reopen it: a Completed run forced into Cancelling has no process left to stop, so
+    only the server's clean-up (minutes) would end it, and the sweep would hold the trial's place till then.
+    The server's own rules refuse the late Cancelling; a live attempt still takes it."""
+    from prefect.states import Completed, Running
+
+    launcher = WorkPoolLauncher(str(tmp_path), deployment=f"tao-action/{gpu_deployment}", poll_seconds=0.01)
+    ended, live = launcher.submit(_run("train", gpus=1)), launcher.submit(_run("train", gpus=1))
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(ended.flow_run_id, Completed(), force=True)  # as its worker's run would end
+        client.set_flow_run_state(live.flow_run_id, Running(), force=True)
+    launcher.cancel(ended)
+    launcher.cancel(live)
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(ended.flow_run_id).state.is_completed()
+        assert client.read_flow_run(live.flow_run_id).state.name == "Cancelling"
+    assert [type(e).__name__ for e in launcher.events(ended)][-1] == "Finished"  # not waiting on a clean-up
+    assert _slots(gpu_deployment) == 0
+
+
 def test_a_local_store_is_refused_for_a_kubernetes_pool_and_an_empty_store_everywhere(gpu_deployment, tmp_path,
                                                                                       monkeypatch):
     options = {"deployment": f"tao-action/{gpu_deployment}"}
