@@ -70,7 +70,7 @@ def run_command(
         "(default: the model's, on)."),
     trials: int = typer.Option(DEFAULT_TRIALS, "--trials", help="AutoML: trials in all."),
     concurrency: int = typer.Option(DEFAULT_CONCURRENCY, "--concurrency", help="AutoML: trials at once (GPU budget)."),
-    sampler: str = typer.Option("tpe", "--sampler"),
+    sampler: str = typer.Option("auto", "--sampler", help="auto | gp | tpe | random | grid (auto: gp up to 8 params, else tpe)"),
     pruner: str | None = typer.Option(None, "--pruner", help="asha | hyperband | none (default: asha)"),
     max_epochs: int | None = typer.Option(None, "--max-epochs"),
     seed: int = typer.Option(0, "--seed"),
@@ -222,7 +222,7 @@ def tune_command(
     sets: list[str] = typer.Option([], "--set", help="ACTION.KEY=VALUE spec override (repeatable)."),
     trials: int = typer.Option(DEFAULT_TRIALS, "--trials", help="Trials in all (the budget)."),
     concurrency: int = typer.Option(DEFAULT_CONCURRENCY, "--concurrency", help="Trials running at once (the GPU budget)."),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | gp | random | grid"),
+    sampler: str = typer.Option("auto", "--sampler", help="auto | gp | tpe | random | grid (auto: gp up to 8 params, else tpe)"),
     pruner: str | None = typer.Option(
         None, "--pruner", help="asha | hyperband | none (default: asha, pruning only at rungs that rank trials as their ends do)"
     ),

@@ -72,7 +72,7 @@ class AutoMLSettings(BaseModel):
     max_trials: int = Field(DEFAULT_TRIALS, ge=1)
     max_concurrent: int = Field(DEFAULT_CONCURRENCY, ge=1, description="GPU budget: trials running at once.")
     max_epochs: int | None = Field(None, ge=1)
-    sampler: Literal["tpe", "gp", "random", "grid"] = "tpe"
+    sampler: Literal["auto", "gp", "tpe", "random", "grid"] = "auto"
     pruner: Literal["asha", "hyperband", "none"] | None = Field(
         None, description="Multi-fidelity pruning (default: ASHA, pruning only at rungs that rank trials as their ends do)."
     )
@@ -270,7 +270,8 @@ class RunSettings(BaseModel):
     automl_trials: int = Field(DEFAULT_TRIALS, ge=1, description="AutoML: trials in all.")
     automl_concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, description="AutoML: trials running at once (the GPU budget).")
     automl_max_epochs: int | None = Field(None, ge=1, description="AutoML: epochs of a full trial.")
-    automl_sampler: Literal["tpe", "gp", "random", "grid"] = Field("tpe", description="AutoML: Optuna sampler.")
+    automl_sampler: Literal["auto", "gp", "tpe", "random", "grid"] = Field(
+        "auto", description="AutoML: sampler (auto: the multi-fidelity GP up to 8 parameters, else TPE).")
     automl_pruner: Literal["asha", "hyperband", "none"] | None = Field(
         None, description="AutoML: pruning (default: ASHA; Hyperband for training-loss metrics).")
     automl_seed: int = Field(0, description="AutoML: sampler seed.")

@@ -228,7 +228,7 @@ def test_reattached_study_does_not_replay_its_first_suggestions(tmp_path) -> Non
     assert len(optuna.load_study(study_name="s", storage=url).trials) == 6
 
 
-def test_gp_sampler_without_torch_improves_on_its_startup(tmp_path) -> None:
+def test_gp_sampler_improves_on_its_startup(tmp_path) -> None:
     settings = settings_for(load_skill("nvpanoptix3d"), sampler="gp", seed=1, max_trials=8)  # 4 startup
     sampler = make_sampler(settings, build_space("nvpanoptix3d"))
     study = optuna.create_study(sampler=sampler, direction="minimize")

@@ -1,8 +1,9 @@
 """The Optuna side of a sweep: settings, sampler, pruner, rungs, storage and the study's durable name.
 
-- Samplers: `tpe` (default; seeded, one Parzen estimator per parameter, constant liar so parallel trials
-  do not all crowd the same spot), `gp` (Optuna's GPSampler when torch is installed, else
-  `taoflow.automl.gp.NumpyGPSampler`), `random`, `grid` (ranges become `grid_points` values each).
+- Samplers: `auto` (default: `gp` for a space of up to `GP_MAX_PARAMETERS` parameters, else `tpe`), `gp`
+  (`taoflow.automl.gp.GPSampler`: a multi-fidelity Gaussian process that learns from every rung value,
+  pruned trials included), `tpe` (seeded, one Parzen estimator per parameter, constant liar so parallel
+  trials do not all crowd the same spot), `random`, `grid` (ranges become `grid_points` values each).
 - Pruners: `asha` (default), `hyperband`, `none`, decided by `pruning.RungPruner` in memory with Optuna's
   rules and the rung check (a rung prunes only while it ranks trials as their ends do). Steps are *epochs
   completed* (TAO's 0-based epoch + 1). Rungs at `min_resource × reduction_factor^k`: a grace period of
@@ -37,7 +38,8 @@ from taoflow.errors import UserError
 from taoflow.runs import canonical_json
 from taoflow.skill import Skill
 
-SAMPLERS = ("tpe", "gp", "random", "grid")
+SAMPLERS = ("auto", "gp", "tpe", "random", "grid")
+GP_MAX_PARAMETERS = 8  # `auto` beyond this: TPE (see the module docstring)
 # The study storage URL a deployment's work pool gives its pipelines (a remote store has no SQLite beside it).
 STORAGE_ENV = "TAOFLOW_AUTOML_STORAGE"
 PRUNERS = ("asha", "hyperband", "none")
@@ -48,7 +50,7 @@ class SweepSettings:
     model: str
     metric: str
     direction: Literal["maximize", "minimize"]
-    sampler: str = "tpe"
+    sampler: str = "auto"
     pruner: str = "asha"
     max_trials: int = 16
     max_concurrent: int = 4
@@ -146,20 +148,24 @@ def make_sampler(settings: SweepSettings, space: SearchSpace, *, seed_offset: in
     replaying the first suggestions of its seed; a fresh sweep uses the seed as given."""
     seed = settings.seed if seed_offset == 0 else _mix(settings.seed, seed_offset)
     startup = max(4, min(10, settings.max_trials // 2))  # Optuna's 10, fewer for small sweeps
-    if settings.sampler == "tpe":
+    sampler = sampler_for(settings, space)
+    if sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=False, constant_liar=True,
                                           n_startup_trials=startup)
-    if settings.sampler == "random":
+    if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if settings.sampler == "grid":
+    if sampler == "grid":
         return optuna.samplers.GridSampler(space.grid(settings.grid_points), seed=seed)
-    try:
-        import torch  # noqa: F401  — Optuna's GPSampler needs it
-    except ImportError:
-        from taoflow.automl.gp import NumpyGPSampler
+    from taoflow.automl.gp import GPSampler
 
-        return NumpyGPSampler(seed=seed, n_startup_trials=startup)
-    return optuna.samplers.GPSampler(seed=seed)
+    return GPSampler(seed=seed, n_startup_trials=startup, max_epochs=settings.max_epochs)
+
+
+def sampler_for(settings: SweepSettings, space: SearchSpace) -> str:
+    """The sampler `settings.sampler` names; `auto`: the GP on a small space, TPE on a big one."""
+    if settings.sampler != "auto":
+        return settings.sampler
+    return "gp" if len(space.distributions()) <= GP_MAX_PARAMETERS else "tpe"
 
 
 def _mix(seed: int, offset: int) -> int:

@@ -27,7 +27,7 @@ class SweepOptions:
     max_trials: int = DEFAULT_TRIALS
     max_concurrent: int = DEFAULT_CONCURRENCY
     max_epochs: int | None = None
-    sampler: str = "tpe"
+    sampler: str = "auto"
     pruner: str | None = None  # None: the default (ASHA with the rung check, study.default_pruner)
     seed: int = 0
     parameters: list[str] = field(default_factory=list)
