@@ -5,7 +5,8 @@ left running (reparented to init) whenever the command that started it is killed
 `tune` and `demo` use one `prefect server start` on loopback per taoflow home:
 
 - its Prefect home is `$TAOFLOW_HOME/prefect` (SQLite database, `server.log`, `server.json` with its pid,
-  port and URL); it runs in its own session, so it outlives the command that started it on purpose;
+  port and URL); it runs in its own session, so it outlives the command that started it on purpose; a
+  start rotates a log over 20 MB to `server.log.1`;
 - a file lock serialises starting: however many commands start at once, and whichever of them are killed
   (SIGKILL included), at most one server runs per home — a command that finds a live server (from
   `server.json`, or by the marker every server process carries in its environment) reuses it;
@@ -38,6 +39,7 @@ from taoflow.processes import alive as _alive
 MARKER = "TAOFLOW_PREFECT_SERVER_HOME"  # set in every managed server's environment: finds it without server.json
 START_TIMEOUT = float(os.environ.get("TAOFLOW_SERVER_START_TIMEOUT", "300"))
 STOP_GRACE = 15.0
+LOG_LIMIT = 20 * 1024 * 1024  # server.log is rotated at a start once it is bigger (rotate_log)
 
 
 def taoflow_home() -> Path:
@@ -152,8 +154,18 @@ def _server_env() -> dict[str, str]:
     return env
 
 
+def rotate_log(limit: int = LOG_LIMIT) -> None:
+    """Keep the server's log bounded across starts: a log over `limit` bytes becomes `server.log.1` (the one
+    before it is dropped), so a server restarted for months does not fill the disk with its history."""
+    path = log_path()
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_size > limit:
+            path.replace(path.with_name(path.name + ".1"))
+
+
 def _start() -> ServerState:
     port = _free_port()
+    rotate_log()
     log = open(log_path(), "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],

@@ -102,3 +102,21 @@ def test_a_server_that_dies_while_starting_is_reported_with_its_log(monkeypatch,
     with pytest.raises(UserError) as err:
         server.wait_until_healthy(state, timeout=60)
     assert str(server.log_path()) in str(err.value) and "unable to open database file" in str(err.value)
+
+
+def test_a_big_server_log_is_rotated_when_a_server_starts(tmp_path, monkeypatch):
+    """Only the rotation step (no server is started): a log over the limit becomes server.log.1, replacing an
+    older one; a small log is left where it is."""
+    from flows import server
+
+    monkeypatch.setenv("TAOFLOW_HOME", str(tmp_path))
+    server.server_home().mkdir(parents=True)
+    log = server.log_path()
+    log.write_bytes(b"x" * 10)
+    server.rotate_log(limit=100)
+    assert log.read_bytes() == b"x" * 10
+    log.with_name("server.log.1").write_bytes(b"old")
+    log.write_bytes(b"y" * 101)
+    server.rotate_log(limit=100)
+    assert not log.exists() and log.with_name("server.log.1").read_bytes() == b"y" * 101
+    server.rotate_log(limit=100)  # nothing to rotate: no error
