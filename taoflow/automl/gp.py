@@ -137,7 +137,10 @@ class GPSampler(optuna.samplers.BaseSampler):
         z = (y - y.mean()) / (y.std() or 1.0)
         running = [[_encode(t.params[k], search_space[k]) for k in keys] + [1.0]
                    for t in trials if t.state == TrialState.RUNNING and t.number != trial.number]
-        choice = self._propose(z_in, z, np.array(running).reshape(-1, len(keys) + 1))
+        try:
+            choice = self._propose(z_in, z, np.array(running).reshape(-1, len(keys) + 1))
+        except np.linalg.LinAlgError:  # a degenerate model (should not happen with the noise floor): sample at random
+            return {}
         return {k: _decode(x, search_space[k]) for k, x in zip(keys, choice, strict=True)}
 
     # ------------------------------------------------------------------ the model
