@@ -57,14 +57,14 @@ def cpu_figures() -> str:
                      "epochs per trial: a bigger study prunes more, so fewer epochs share each trial's start)")
     lines.append("default sampler, CPU per ask (once per trial): TPE on the 14 RT-DETR parameters (it fits every "
                  "finished trial): " + ", ".join(f"{n} trials {sampler_cpu(n, 'rtdetr') * 1000:.1f} ms" for n in (32, 1000))
-                 + "; the GP on the 3 CenterPose parameters (it models at most 64 trials): "
+                 + "; the GP on the 2 CenterPose parameters (it models at most 64 trials): "
                  + ", ".join(f"{n} trials {sampler_cpu(n, 'centerpose') * 1000:.1f} ms" for n in (32, 1000)))
     return "\n".join(lines)
 
 
 def sampler_cpu(trials: int, model: str, asks: int = 10) -> float:
     """CPU seconds of one ask of the default sampler on `model`'s space (`auto`: TPE on RT-DETR's 14
-    parameters, the GP on CenterPose's 3), in a study that already holds `trials` finished trials (in memory:
+    parameters, the GP on CenterPose's 2), in a study that already holds `trials` finished trials (in memory:
     the sampler's own work, not the storage's)."""
     skill = load_skill(model)
     space = build_space(skill)
