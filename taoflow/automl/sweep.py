@@ -13,8 +13,8 @@ from typing import Any
 
 from taoflow.automl.controller import SweepController, SweepResult
 from taoflow.automl.policy import DEFAULT_CONCURRENCY, DEFAULT_TRIALS
-from taoflow.automl.space import build_space
-from taoflow.automl.study import default_storage, open_study, settings_for, study_name
+from taoflow.automl.space import SearchSpace, build_space
+from taoflow.automl.study import SweepSettings, default_storage, open_study, settings_for, study_name
 from taoflow.launchers.base import Launcher
 from taoflow.planner import PipelineRequest, PlannedStep, RunContext, digest_uri, prepare_run, resolve_emulate
 from taoflow.runs import ActionResult, ActionRun
@@ -46,13 +46,8 @@ def run_sweep(
     on_update: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) the AutoML sweep that replaces `train` in `request`'s pipeline."""
-    max_epochs = options.max_epochs or _train_epochs(request)
-    settings = settings_for(
-        skill, sampler=options.sampler, pruner=options.pruner, max_trials=options.max_trials,
-        max_concurrent=options.max_concurrent, max_epochs=max_epochs, seed=options.seed,
-    )
-    space = build_space(skill, options.parameters, base=options.space)
-    name = study_name(settings, space, sweep_identity(skill, request, upstream))
+    planned = sweep_study(skill, request, options, upstream)
+    settings, space, name = planned.settings, planned.space, planned.name
     storage = default_storage(store.root, skill.name, name, options.storage)
     study = open_study(settings, space, storage=storage, name=name)
     results = dict(upstream or {})
@@ -66,6 +61,31 @@ def run_sweep(
         study, space, settings, skill, launcher, make_run, store=store, storage_url=storage, on_update=on_update
     )
     return controller.run()
+
+
+@dataclass(frozen=True)
+class SweepStudy:
+    """The study a sweep runs in: its settings, its search space, what else names it (sweep_identity) and
+    its durable name."""
+
+    settings: SweepSettings
+    space: SearchSpace
+    identity: dict[str, Any]
+    name: str
+
+
+def sweep_study(skill: Skill, request: PipelineRequest, options: SweepOptions,
+                upstream: dict[str, ActionResult] | None = None) -> SweepStudy:
+    """The study `run_sweep` would open, without opening it: one function for both, so a caller that
+    looks a sweep up by its study's name (flows/automl.py, the finished record) never names another one."""
+    settings = settings_for(
+        skill, sampler=options.sampler, pruner=options.pruner, max_trials=options.max_trials,
+        max_concurrent=options.max_concurrent, max_epochs=options.max_epochs or _train_epochs(request),
+        seed=options.seed,
+    )
+    space = build_space(skill, options.parameters, base=options.space)
+    identity = sweep_identity(skill, request, upstream)
+    return SweepStudy(settings, space, identity, study_name(settings, space, identity))
 
 
 def sweep_identity(skill: Skill, request: PipelineRequest, upstream: dict[str, ActionResult] | None = None
