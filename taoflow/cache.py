@@ -49,9 +49,16 @@ def lookup(store: ArtifactStore, run: ActionRun, *, emulated: bool) -> Lookup:
         stored = store.read_result(run.results_uri)
     except (ValueError, TypeError) as exc:  # a damaged or foreign result.json answers nothing
         return Lookup(None, f"unreadable result.json ({exc})")
+    return verify(store, stored, run.run_key, emulated=emulated)
+
+
+def verify(store: ArtifactStore, stored: ActionResult | None, run_key: str, *, emulated: bool) -> Lookup:
+    """Whether `stored` honestly answers run `run_key` (see `lookup`). Apart from reading result.json, so a
+    result recorded elsewhere (an AutoML sweep's best trial in its finished record, taoflow/automl/
+    finished.py) is held to the same rules, its files above all."""
     if stored is None:
         return Lookup(None, "no result in the store")
-    if stored.run_key != run.run_key:
+    if stored.run_key != run_key:
         return Lookup(None, f"result.json belongs to run {stored.run_key}")
     if not stored.ok:
         return Lookup(None, f"the stored run ended {stored.status}")
