@@ -4,8 +4,8 @@ epochs, durable in the study's storage; the best trial's result is the pipeline'
 It runs as the train step of any model pipeline whose train action policy is on (the default of every model,
 taoflow/automl/policy.py) and standalone (`tao-automl-sweep`, `taoflow tune`), which runs the pipeline up to
 train (Sparse4D's dataset_convert first) with AutoML on. A sweep whose study already holds every trial of its
-budget launches nothing: its train result is the best trial's, answered from the study and the store, and
-marked cached.
+budget launches nothing: its train result is the best trial's, marked cached — answered before this subflow
+even starts from the sweep's finished record (taoflow/automl/finished.py), else from the study and the store.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from flows.parameters import AutoMLSettings, LauncherProfile, PipelineParameters
+from taoflow.automl.finished import FinishedSweep, read_record, remove_record, write_record
 from taoflow.automl.report import best_summary, format_value
-from taoflow.automl.study import display_url
-from taoflow.automl.sweep import SweepOptions, run_sweep
+from taoflow.automl.study import default_storage, display_url
+from taoflow.automl.sweep import SweepOptions, run_sweep, sweep_study
 from taoflow.errors import UserError
 from taoflow.planner import PipelineRequest
 from taoflow.runs import ActionResult
@@ -56,11 +57,7 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
 
     trial_launcher = make_launcher(launcher.name, dict(launcher.options), store.root)
     result = run_sweep(
-        skill, request, store, trial_launcher,
-        SweepOptions(max_trials=automl.max_trials, max_concurrent=automl.max_concurrent,
-                     max_epochs=automl.max_epochs, sampler=automl.sampler, pruner=automl.pruner,
-                     seed=automl.seed, parameters=list(automl.parameters), space=automl.space,
-                     storage=automl.storage),
+        skill, request, store, trial_launcher, sweep_options(automl),
         upstream={name: ActionResult.from_dict(res) for name, res in upstream.items()},
         on_update=on_update,
     )
@@ -78,7 +75,16 @@ def automl_train(request: PipelineRequest, upstream: dict[str, dict[str, Any]], 
              "launched": result.launched, "best_trial": result.best_number, "metric": result.metric,
              "direction": result.direction, "best_value": result.best_value,
              "trained_with": dict(result.best_trained_with)}
+    write_record(store, skill.name, result, max_trials=automl.max_trials, sweep=sweep)
     return {"result": best, "sweep": sweep}
+
+
+def sweep_options(automl: AutoMLSettings) -> SweepOptions:
+    """The engine's options for a run's AutoML settings (the sweep and the lookup of its record agree)."""
+    return SweepOptions(max_trials=automl.max_trials, max_concurrent=automl.max_concurrent,
+                        max_epochs=automl.max_epochs, sampler=automl.sampler, pruner=automl.pruner,
+                        seed=automl.seed, parameters=list(automl.parameters), space=automl.space,
+                        storage=automl.storage)
 
 
 def no_trial_completed(model: str, store: ArtifactStore, trials: list[dict[str, Any]], table: str) -> Exception:
@@ -116,9 +122,39 @@ def trial_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def automl_train_step(request: PipelineRequest, results: dict[str, ActionResult], params: PipelineParameters
                       ) -> tuple[ActionResult, dict[str, Any]]:
-    """The pipeline's train step as a sweep: the best trial's result and the sweep's facts (automl_train)."""
+    """The pipeline's train step as a sweep: the best trial's result and the sweep's facts (automl_train),
+    from the sweep's finished record when it answers (no subflow, no study opened), else from the sweep."""
+    finished = finished_sweep(request, results, params.automl)
+    if finished is not None:
+        return finished.best, finished.sweep
     out = automl_train(request, {n: r.to_dict() for n, r in results.items()}, params.automl, params.launcher)
     return ActionResult.from_dict(out["result"]), out["sweep"]
+
+
+def finished_sweep(request: PipelineRequest, results: dict[str, ActionResult], automl: AutoMLSettings
+                   ) -> FinishedSweep | None:
+    """The sweep's finished record if it answers this run; a record that does not is removed, since the
+    sweep is about to run again and change its study (it writes a new record when it finishes)."""
+    skill = load_skill(request.model)
+    store = ArtifactStore(request.store)
+    options = sweep_options(automl)
+    study = sweep_study(skill, request, options, results)
+    storage = default_storage(store.root, skill.name, study.name, options.storage)
+    found = read_record(store, skill.name, study.name, max_trials=automl.max_trials, storage=storage,
+                        emulated=bool(study.identity["emulated"]))
+    logger = get_run_logger()
+    if found.answer is None:
+        if found.stale:
+            logger.info("%s train: AutoML sweep %s runs: its finished record does not answer (%s)",
+                        skill.name, study.name, found.reason)
+            remove_record(store, skill.name, study.name)
+        return None
+    publish_trials(skill.name, found.answer.trials)  # the live board's and `taoflow tune`'s trials table
+    sweep = found.answer.sweep
+    logger.info("%s train: AutoML sweep %s answered from its finished record (%d trials, best trial %s, %s=%s); "
+                "launching nothing: %s", skill.name, study.name, sweep["trials"], sweep["best_trial"],
+                sweep["metric"], sweep["best_value"], found.answer.uri)
+    return found.answer
 
 
 @flow(name="tao-automl-sweep")

@@ -232,7 +232,7 @@ def print_training(training: dict[str, Any] | None, console: Console) -> None:
     if not sweep or sweep.get("best_value") is None:
         return
     launched = (f"{sweep['launched']} launched by this run" if sweep["launched"]
-                else "none launched: answered from the study")
+                else "none launched: answered from the study" + ("'s finished record" if sweep.get("record") else ""))
     console.print(f"AutoML: best trial {sweep['best_trial']} of {sweep['trials']} ({sweep['metric']}="
                   f"{sweep['best_value']:.4g}; {launched}), study {sweep['study']}",
                   markup=False, highlight=False, soft_wrap=True)

@@ -1,15 +1,126 @@
-"""A finished sweep's record (taoflow/automl/finished.py), on a local and an S3 store."""
+"""A finished sweep's record (taoflow/automl/finished.py): a rerun of a sweep that holds every trial of its
+budget is answered before the `tao-automl-train` subflow starts — no subflow run is created, the study is
+not opened — while deleted results, a bigger budget or an unfinished sweep make the sweep run as before.
+The pipeline runs go through the real flows on the emulator against the session's real Prefect API, and
+whether a subflow ran is read back from that API; nothing waits on a timing margin."""
 
 from __future__ import annotations
 
-import pytest
+import shutil
+from pathlib import Path
+from uuid import UUID
 
+import optuna
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from rich.console import Console
+
+from flows import model_flow
+from flows.demo import demo_parameters
+from flows.live import print_training
 from taoflow.automl.controller import SweepResult
 from taoflow.automl.finished import read_record, record_uri, remove_record, write_record
+from taoflow.datasets import write_sample_data
 from taoflow.runs import ActionResult
 from taoflow.store import ArtifactStore
+from tasks.progress import subscribe_trials
 
 SWEEP_FLOW = "tao-automl-train"
+
+
+@pytest.fixture(scope="module")
+def rtdetr_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rtdetr-data")
+    write_sample_data("rtdetr", root)
+    return root
+
+
+def _params(data: Path, store: Path, trials: int):
+    return demo_parameters("rtdetr", data, str(store), actions=["train"],
+                           automl={"policy": "on", "max_trials": trials, "max_concurrent": 2})
+
+
+def _run(params) -> tuple[dict, int]:
+    """Run the pipeline; its summary and how many `tao-automl-train` subflow runs it created (Prefect API)."""
+    flow_fn, _ = model_flow("rtdetr")
+    state = flow_fn(params, return_state=True)
+    assert state.is_completed(), state.message
+    return state.result(), _sweep_subflows(state.state_details.flow_run_id)
+
+
+def _sweep_subflows(flow_run_id: UUID) -> int:
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        names = {flow.id: flow.name for flow in client.read_flows()}
+    return sum(1 for run in children if names.get(run.flow_id) == SWEEP_FLOW)
+
+
+def _trials_in_study(store: Path, study: str) -> int:
+    (db,) = (store / "automl" / "rtdetr").glob("*.db")
+    return len(optuna.load_study(study_name=study, storage=f"sqlite:///{db}").trials)
+
+
+def _record(store: Path, study: str) -> Path:
+    return store / "automl" / "rtdetr" / f"{study}.finished.json"
+
+
+def _never_opened(*args, **kwargs):
+    raise AssertionError("the Optuna study was opened")
+
+
+def test_a_second_identical_run_answers_from_the_finished_record(rtdetr_data, tmp_path, prefect_api, monkeypatch):
+    store = tmp_path / "store"
+    first, subflows = _run(_params(rtdetr_data, store, 2))
+    sweep = first["training"]["sweep"]
+    assert subflows == 1 and sweep["launched"] == 2
+    assert _record(store, sweep["study"]).is_file(), "a finished sweep wrote no record"
+
+    monkeypatch.setattr("taoflow.automl.sweep.open_study", _never_opened)
+    published: list[list[dict]] = []
+    unsubscribe = subscribe_trials(lambda model, rows: published.append(rows))
+    try:
+        again, subflows = _run(_params(rtdetr_data, store, 2))
+    finally:
+        unsubscribe()
+    assert subflows == 0, "the sweep's subflow ran although its finished record answers"
+    assert [len(rows) for rows in published] == [2], "the board and `taoflow tune` get the trials table"
+    train, before = again["results"]["train"], first["results"]["train"]
+    assert train["cached"] and train["status"] == "SUCCESS"
+    assert (train["run_key"], train["results_uri"]) == (before["run_key"], before["results_uri"])
+    answered = again["training"]["sweep"]
+    assert answered["launched"] == 0 and answered["record"].endswith(f"{sweep['study']}.finished.json")
+    assert {k: answered[k] for k in ("study", "best_trial", "trials", "best_value")} == \
+        {k: sweep[k] for k in ("study", "best_trial", "trials", "best_value")}
+    assert _trials_in_study(store, sweep["study"]) == 2
+    console = Console(width=200, record=True, color_system=None)
+    print_training(again["training"], console)
+    assert "none launched: answered from the study's finished record" in console.export_text()
+
+
+def test_deleted_best_results_make_the_sweep_run_again(rtdetr_data, tmp_path, prefect_api):
+    store = tmp_path / "store"
+    first, _ = _run(_params(rtdetr_data, store, 2))
+    shutil.rmtree(first["results"]["train"]["results_uri"])
+
+    again, subflows = _run(_params(rtdetr_data, store, 2))
+    assert subflows == 1, "a record whose best trial's files are gone answered the sweep"
+    assert again["training"]["sweep"]["study"] == first["training"]["sweep"]["study"]
+
+
+def test_a_bigger_budget_does_not_use_the_record_and_a_smaller_one_does(rtdetr_data, tmp_path, prefect_api):
+    store = tmp_path / "store"
+    first, _ = _run(_params(rtdetr_data, store, 2))
+    study = first["training"]["sweep"]["study"]
+
+    bigger, subflows = _run(_params(rtdetr_data, store, 3))
+    assert subflows == 1 and bigger["training"]["sweep"]["launched"] == 1
+    assert _trials_in_study(store, study) == 3
+
+    smaller, subflows = _run(_params(rtdetr_data, store, 2))  # the record now covers 3 trials: 2 are in it
+    assert subflows == 0 and smaller["training"]["sweep"]["trials"] == 3
+    assert smaller["results"]["train"]["run_key"] == bigger["results"]["train"]["run_key"]
 
 
 # ------------------------------------------------------------------------- the record, on either store
