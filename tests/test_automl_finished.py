@@ -123,6 +123,22 @@ def test_a_bigger_budget_does_not_use_the_record_and_a_smaller_one_does(rtdetr_d
     assert smaller["results"]["train"]["run_key"] == bigger["results"]["train"]["run_key"]
 
 
+def test_the_record_answers_a_sweep_with_upstream_steps(tmp_path, prefect_api):
+    """Sparse4D trains on its dataset_convert results: their run keys name the study, and the step names it
+    from the same results the subflow is handed."""
+    write_sample_data("sparse4d", tmp_path / "data")
+    params = demo_parameters("sparse4d", tmp_path / "data", str(tmp_path / "store"),
+                             actions=["dataset_convert", "train"],
+                             automl={"policy": "on", "max_trials": 2, "max_concurrent": 2})
+    flow_fn, _ = model_flow("sparse4d")
+    first = flow_fn(params)
+    state = flow_fn(params, return_state=True)
+    again = state.result()
+    assert _sweep_subflows(state.state_details.flow_run_id) == 0
+    assert again["training"]["sweep"]["study"] == first["training"]["sweep"]["study"]
+    assert again["results"]["train"]["run_key"] == first["results"]["train"]["run_key"]
+
+
 # ------------------------------------------------------------------------- the record, on either store
 
 def _stored_best(store: ArtifactStore) -> ActionResult:
