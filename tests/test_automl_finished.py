@@ -100,13 +100,22 @@ def test_a_second_identical_run_answers_from_the_finished_record(rtdetr_data, tm
 
 
 def test_deleted_best_results_make_the_sweep_run_again(rtdetr_data, tmp_path, prefect_api):
+    """The study still names the deleted trial best: it is trained again in its own folder, so evaluate finds
+    its checkpoint there (before, evaluate failed with no checkpoint to read)."""
     store = tmp_path / "store"
-    first, _ = _run(_params(rtdetr_data, store, 2))
-    shutil.rmtree(first["results"]["train"]["results_uri"])
+    params = _params(rtdetr_data, store, 2).model_copy(update={"actions": ["train", "evaluate"]})
+    first, _ = _run(params)
+    best = first["results"]["train"]
+    shutil.rmtree(best["results_uri"])
 
-    again, subflows = _run(_params(rtdetr_data, store, 2))
+    again, subflows = _run(params)
     assert subflows == 1, "a record whose best trial's files are gone answered the sweep"
     assert again["training"]["sweep"]["study"] == first["training"]["sweep"]["study"]
+    assert again["training"]["sweep"]["launched"] == 1  # the best trial, trained again; no new trial
+    train = again["results"]["train"]
+    assert (train["run_key"], train["results_uri"], train["cached"]) == (best["run_key"], best["results_uri"], False)
+    assert again["results"]["evaluate"]["status"] == "SUCCESS"
+    assert _trials_in_study(store, first["training"]["sweep"]["study"]) == 2
 
 
 def test_a_bigger_budget_does_not_use_the_record_and_a_smaller_one_does(rtdetr_data, tmp_path, prefect_api):

@@ -7,14 +7,19 @@ run keys the same way: a rerun after the controller died attaches to the same st
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import optuna
 
 from taoflow.automl.controller import SweepController, SweepResult
 from taoflow.automl.policy import DEFAULT_CONCURRENCY, DEFAULT_TRIALS
 from taoflow.automl.space import SearchSpace, build_space
 from taoflow.automl.study import SweepSettings, default_storage, open_study, settings_for, study_name
+from taoflow.cache import verify
+from taoflow.errors import UserError
 from taoflow.launchers.base import Launcher
 from taoflow.planner import PipelineRequest, PlannedStep, RunContext, digest_uri, prepare_run, resolve_emulate
 from taoflow.runs import ActionResult, ActionRun
@@ -60,7 +65,34 @@ def run_sweep(
     controller = SweepController(
         study, space, settings, skill, launcher, make_run, store=store, storage_url=storage, on_update=on_update
     )
-    return controller.run()
+    result = controller.run()
+    return retrain_deleted_best(result, study, launcher, lambda number, overrides: make_run(overrides, number),
+                                store, emulated=bool(planned.identity["emulated"]))
+
+
+def retrain_deleted_best(result: SweepResult, study: optuna.Study, launcher: Launcher,
+                         make_run: Callable[[int, dict[str, Any]], ActionRun], store: ArtifactStore, *,
+                         emulated: bool) -> SweepResult:
+    """A finished study still names its best trial after that trial's results were deleted from the store,
+    and the steps after train would find no checkpoint there. Train that trial again — its values, its run
+    key, its results folder — as a deleted direct train runs again (taoflow/cache.py), once, outside the
+    study (its value is already in it)."""
+    best = result.best_result
+    if best is None or result.best_number is None or verify(store, best, best.run_key, emulated=emulated).result:
+        return result
+    (trial,) = [t for t in study.get_trials(deepcopy=False) if t.number == result.best_number]
+    run = make_run(trial.number, dict(trial.user_attrs.get("overrides") or {}))
+    if run.run_key != best.run_key:  # the trial's run is built differently now: retraining would not restore it
+        return result
+    handle = launcher.submit(run)
+    for _ in launcher.events(handle):
+        pass
+    again = launcher.result(handle)
+    if not again.ok:
+        raise UserError(f"{run.model} train: the best AutoML trial {trial.number}'s results were deleted from the "
+                        f"store and training it again failed: {again.message or again.status}",
+                        [f"see its log under {run.results_uri}"])
+    return dataclasses.replace(result, best_result=again, launched=result.launched + 1)
 
 
 @dataclass(frozen=True)
