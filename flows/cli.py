@@ -326,10 +326,10 @@ def main() -> None:
     import taoflow.cli
 
     taoflow.cli._register()
-    # Keep the terminal for tao-flows' own display: Prefect logs warnings only (to the command log, see
-    # flows/cli_runtime.py), and never starts an embedded server of its own: it would be orphaned whenever
-    # the command is killed (flows/server.py runs the shared one).
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Keep the terminal for tao-flows' own display: Prefect's records stay off it (flows/cli_runtime.py:
+    # quiet_prefect_console; warnings go to the command log) yet reach the Prefect API at Prefect's own
+    # level, so the UI shows each run's log. Prefect never starts an embedded server of its own: it would be
+    # orphaned whenever the command is killed (flows/server.py runs the shared one).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
     sys.exit(run_cli())

@@ -71,3 +71,31 @@ def test_run_on_the_emulator_from_the_command_line(rtdetr_data, tmp_path, prefec
     assert "evaluate" in out and "SUCCESS" in out
     results = sorted(store.glob("runs/rtdetr/*/evaluate/result.json"))
     assert results and json.loads(results[0].read_text())["status"] == "SUCCESS"
+
+
+def test_a_command_line_run_logs_to_the_prefect_ui_but_not_to_the_terminal(rtdetr_data, tmp_path, prefect_server,
+                                                                          prefect_api):
+    """`taoflow run` as a user starts it (the installed command, no PREFECT_LOGGING_LEVEL in the shell): the
+    flow run's INFO log reaches the Prefect API, where the UI shows it, and Prefect's records stay off the
+    terminal. (The CLI once set Prefect's level to WARNING for a quiet terminal, and the UI showed no logs.)"""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    env = {**os.environ, **prefect_server.env(), "TAOFLOW_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    env.pop("PREFECT_LOGGING_LEVEL")
+    store = tmp_path / "store"
+    taoflow = str(Path(sys.executable).parent / "taoflow")
+    done = subprocess.run([taoflow, *_args(rtdetr_data, "--actions", "train", "--automl", "off", "--emulate",
+                                                  "--store", str(store))],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Beginning flow run" not in done.stdout + done.stderr
+    with get_client(sync_client=True) as client:
+        (pipeline,) = [r for r in client.read_flow_runs() if r.parameters.get("store") == str(store)]
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[pipeline.id])))
+    assert any(log.level == 20 and "Beginning flow run" in log.message for log in logs), [entry.message for entry in logs]
