@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,13 @@ def pytest_sessionfinish(session, exitstatus):
         reporter.write_line(message, red=True)
     if session.exitstatus == 0:
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="module")
+def rtdetr_data(tmp_path_factory) -> Path:
+    """RT-DETR's sample data (train and eval), written once per test module."""
+    from taoflow.datasets import write_sample_data
+
+    root = tmp_path_factory.mktemp("rtdetr-data")
+    write_sample_data("rtdetr", root)
+    return root

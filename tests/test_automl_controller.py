@@ -69,15 +69,6 @@ def sweep(root: Path, data_dir: Path, trials: int, concurrency: int, epochs: int
     return SweepController(study, space, settings, skill, launcher, make_run, store=store, storage_url=url).run()
 
 
-@pytest.fixture(scope="module")
-def rtdetr_data(tmp_path_factory) -> Path:
-    from taoflow.datasets import write_sample_data
-
-    root = tmp_path_factory.mktemp("automl-data")
-    write_sample_data(MODEL, root)
-    return root
-
-
 @pytest.fixture()
 def home(monkeypatch, tmp_path):
     """TAOFLOW_HOME per test; emulated epochs as short as they go (the rung gate makes length irrelevant)."""

@@ -29,13 +29,6 @@ from tasks.progress import subscribe_trials
 SWEEP_FLOW = "tao-automl-train"
 
 
-@pytest.fixture(scope="module")
-def rtdetr_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rtdetr-data")
-    write_sample_data("rtdetr", root)
-    return root
-
-
 def _params(data: Path, store: Path, trials: int):
     return demo_parameters("rtdetr", data, str(store), actions=["train"],
                            automl={"policy": "on", "max_trials": trials, "max_concurrent": 2})

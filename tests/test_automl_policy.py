@@ -23,7 +23,6 @@ from flows.demo import demo_parameters
 from flows.live import pipeline_board
 from taoflow.automl.policy import DEFAULT_CONCURRENCY, DEFAULT_TRIALS, resolve_policy
 from taoflow.cli import _register, run_cli
-from taoflow.datasets import write_sample_data
 from taoflow.errors import UserError
 from taoflow.planner import plan_pipeline, planned_runs, preflight
 from taoflow.skill import load_skill, skills_dir
@@ -35,13 +34,6 @@ _register()
 # What NVIDIA's notes for each model say the default is (`auto` is their CenterPose/Sparse4D word for on).
 NOTES_DEFAULT = {"rtdetr": "on", "action_recognition": "on", "nvpanoptix3d": "on",
                  "centerpose": "auto", "sparse4d": "auto"}
-
-
-@pytest.fixture(scope="module")
-def rtdetr_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rtdetr-data")
-    write_sample_data("rtdetr", root)
-    return root
 
 
 def _cli_args(data: Path, *extra: str) -> list[str]:

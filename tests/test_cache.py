@@ -17,7 +17,6 @@ import pytest
 from flows import model_flow
 from flows.demo import demo_parameters
 from taoflow.cache import lookup, run_once
-from taoflow.datasets import write_sample_data
 from taoflow.launchers.base import Cached
 from taoflow.planner import PlannedStep, RunContext, prepare_run, resolve_emulate
 from taoflow.runs import ActionResult, ActionRun
@@ -26,13 +25,6 @@ from taoflow.store import ArtifactStore
 from tasks.artifacts import kpi_rows, model_card
 from tasks.progress import subscribe
 from tests.fake_tao import put_fake_tao_on_path
-
-
-@pytest.fixture(scope="module")
-def rtdetr_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cache-data")
-    write_sample_data("rtdetr", root)
-    return root
 
 
 def _params(data: Path, store: str, **launcher):

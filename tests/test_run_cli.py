@@ -5,21 +5,12 @@ from __future__ import annotations
 import json
 
 import kubernetes_validate
-import pytest
 import yaml
 
 from flows.cli import main  # noqa: F401  (registers run/demo on the app)
 from taoflow.cli import _register, run_cli
-from taoflow.datasets import write_sample_data
 
 _register()
-
-
-@pytest.fixture(scope="module")
-def rtdetr_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rtdetr-data")
-    write_sample_data("rtdetr", root)
-    return root
 
 
 def _args(data, *extra: str) -> list[str]:
