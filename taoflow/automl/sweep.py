@@ -66,12 +66,11 @@ def run_sweep(
         study, space, settings, skill, launcher, make_run, store=store, storage_url=storage, on_update=on_update
     )
     result = controller.run()
-    return retrain_deleted_best(result, study, launcher, lambda number, overrides: make_run(overrides, number),
-                                store, emulated=bool(planned.identity["emulated"]))
+    return retrain_deleted_best(result, study, launcher, make_run, store, emulated=bool(planned.identity["emulated"]))
 
 
 def retrain_deleted_best(result: SweepResult, study: optuna.Study, launcher: Launcher,
-                         make_run: Callable[[int, dict[str, Any]], ActionRun], store: ArtifactStore, *,
+                         make_run: Callable[[dict[str, Any], int], ActionRun], store: ArtifactStore, *,
                          emulated: bool) -> SweepResult:
     """A finished study still names its best trial after that trial's results were deleted from the store,
     and the steps after train would find no checkpoint there. Train that trial again — its values, its run
@@ -81,13 +80,10 @@ def retrain_deleted_best(result: SweepResult, study: optuna.Study, launcher: Lau
     if best is None or result.best_number is None or verify(store, best, best.run_key, emulated=emulated).result:
         return result
     (trial,) = [t for t in study.get_trials(deepcopy=False) if t.number == result.best_number]
-    run = make_run(trial.number, dict(trial.user_attrs.get("overrides") or {}))
+    run = make_run(dict(trial.user_attrs.get("overrides") or {}), trial.number)
     if run.run_key != best.run_key:  # the trial's run is built differently now: retraining would not restore it
         return result
-    handle = launcher.submit(run)
-    for _ in launcher.events(handle):
-        pass
-    again = launcher.result(handle)
+    again = launcher.result(launcher.submit(run))  # blocks until the run ends (Launcher.result)
     if not again.ok:
         raise UserError(f"{run.model} train: the best AutoML trial {trial.number}'s results were deleted from the "
                         f"store and training it again failed: {again.message or again.status}",
