@@ -214,20 +214,35 @@ class SweepController:
             "submitted_at": attrs.get("submitted_at"), "finished_at": attrs.get("finished_at"),
             "pruned_at_epoch": attrs.get("pruned_at_epoch"), "message": attrs.get("message"),
             "clock_start": None, "bracket": self.pruner.bracket(number), "max_epochs": self.settings.max_epochs,
+            "baseline": bool(attrs.get("baseline")),
         }
 
     def _start_new(self) -> None:
+        if self._started == 0 and self.settings.baseline and self.settings.sampler != "grid":
+            self._enqueue_baseline()
         self._started += 1
         trial = self.study.ask(self._distributions)
         overrides = trial_overrides(self.skill, self.space, trial.params, self.settings)
         trial.set_user_attr("overrides", overrides)
-        row = self._rows[trial.number] = self._new_row(trial.number, dict(trial.params), {})
+        row = self._rows[trial.number] = self._new_row(trial.number, dict(trial.params), trial.user_attrs)
         try:
             run = self.make_run(overrides, trial.number)
         except Exception as exc:  # a spec the builder rejects fails the trial, not the sweep
             self._fail_now(trial, row, f"could not build the trial's run: {exc}")
             return
         self._submit(trial, run, row)
+
+    def _enqueue_baseline(self) -> None:
+        """A fresh study's first trial trains the values the run's own spec gives the searched keys — what
+        `--automl off` would train — so a sweep's best is never a config that loses to training directly
+        (up to the metric's noise), and the table shows what the search gained over it."""
+        try:
+            spec = self.make_run(trial_overrides(self.skill, self.space, {}, self.settings), 0).spec
+        except Exception:  # the trial's own build reports the problem
+            return
+        values = self.space.baseline(lambda key: get_dotted(spec, key))
+        if values:
+            self.study.enqueue_trial(values, user_attrs={"baseline": True})
 
     def _adopt_running(self) -> None:
         """Continue the RUNNING trials a dead controller left behind (see the module docstring)."""
@@ -253,7 +268,9 @@ class SweepController:
     def _submit(self, trial: optuna.Trial, run: ActionRun, row: dict[str, Any], *, adopted: bool = False,
                 rungs: dict[int, float] | None = None, last: float | None = None) -> None:
         gate = gate_for(self.launcher, run)
-        decisions = self.pruner.decision_rungs(trial.number)
+        # The baseline trial is never pruned: the sweep learns what a direct train reaches at full length,
+        # whatever order trials reach their rungs in.
+        decisions = [] if row.get("baseline") else self.pruner.decision_rungs(trial.number)
         if gate is not None:
             run.env.update(gate.environment([] if adopted else decisions))
             gate.reset()
@@ -355,6 +372,8 @@ class SweepController:
         if step in self.rungs and value is not None and not active.told:
             active.rungs[step] = value
             row["kpi_per_rung"] = {str(k): v for k, v in sorted(active.rungs.items())}
+            if row.get("baseline"):  # it decides nothing, but the others are ranked against it
+                self.pruner.observe(active.trial.number, step, value)
         if step in active.decisions and not active.pruning and not active.told:
             self._decide(active, step, value)
         self._notify()

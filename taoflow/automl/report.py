@@ -59,7 +59,19 @@ def best_summary(model: str, rows: list[dict[str, Any]], *, metric: str | None =
         "  trained with (its spec, after clamps and dependencies):",
         f"  {set_line(best.get('trained_with') or best['params'])}",
         f"  results: {best.get('results_uri')}",
+        *_baseline_line(rows, best, metric),
     ])
+
+
+def _baseline_line(rows: list[dict[str, Any]], best: Mapping[str, Any], metric: str) -> list[str]:
+    """What the search gained over the baseline trial (the run's own values, what --automl off trains)."""
+    base = next((r for r in rows if r.get("baseline")), None)
+    if base is None or base.get("value") is None:
+        return []
+    if base["number"] == best["number"]:
+        return ["  the best is the baseline trial: the run's own values (what --automl off trains) won"]
+    return [f"  baseline trial {base['number']} (the run's own values, what --automl off trains): "
+            f"{metric} = {base['value']:.6g}"]
 
 
 def _metric(model: str, metric: str | None, direction: str | None) -> tuple[str, str]:
@@ -96,13 +108,13 @@ def _state(row: Mapping[str, Any], max_epochs: int | None) -> str:
 
 
 def _shown(rows: list[dict[str, Any]], maximize: bool) -> tuple[list[dict[str, Any]], int]:
-    """The rows that fit: all when few; else running ones, the best five and the latest finished ones."""
+    """The rows that fit: all when few; else running ones, the best five, the baseline and the latest ones."""
     if len(rows) <= MAX_ROWS:
         return rows, 0
     running = [r for r in rows if r["state"] in ("RUNNING", "PRUNING")]
     done = [r for r in rows if r["state"] == "COMPLETE" and r.get("value") is not None]
     best = sorted(done, key=lambda r: r["value"], reverse=maximize)[:5]
-    keep = {r["number"] for r in running + best}
+    keep = {r["number"] for r in running + best} | {r["number"] for r in rows if r.get("baseline")}
     for row in reversed(rows):
         if len(keep) >= MAX_ROWS:
             break
@@ -132,12 +144,14 @@ def trials_table(model: str, rows: list[dict[str, Any]], *, metric: str | None =
     table.add_column("parameters", width=room, no_wrap=True)
     for row in shown:
         value = row.get("value") if row.get("value") is not None else row.get("last_value")
-        number = f"{row['number']}" + ("*" if row["number"] == best else "")
+        number = f"{row['number']}" + ("*" if row["number"] == best else "b" if row.get("baseline") else "")
         params = _params(row)
         table.add_row(number, _state(row, row.get("max_epochs")), "" if value is None else f"{value:.4g}",
                       str(row.get("gpu_epochs") or 0), params if len(params) <= room else params[: room - 1] + "…")
+    marks = "* marks the best" + ("; b the baseline (the run's own values)" if any(r.get("baseline") for r in rows)
+                                  else "")
     if hidden:
-        table.caption = f"{hidden} more trial(s) not shown; * marks the best"
+        table.caption = f"{hidden} more trial(s) not shown; {marks}"
     elif best is not None:
-        table.caption = "* marks the best"
+        table.caption = marks
     return table

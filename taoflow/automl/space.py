@@ -126,6 +126,17 @@ class SearchSpace:
                     out[key] = type(child)(bound)
         return out
 
+    def baseline(self, spec_value: Any) -> dict[str, Any]:
+        """The searched keys' values in a spec (`spec_value(key)`), those a trial may take: the run's own
+        values, for the sweep's baseline trial. A key whose value lies outside its range (or off its step, or
+        not among its choices) is left to the sampler."""
+        out: dict[str, Any] = {}
+        for key, p in sorted(self.params.items()):
+            value = _admitted(spec_value(key), p.distribution)
+            if value is not None:
+                out[key] = value
+        return out
+
     def grid(self, points: int = 3) -> dict[str, list[Any]]:
         """The GridSampler's space: categorical choices as they are, ranges as `points` values
         (geometric on a log scale), so `grid` sweeps are finite and cover each range's ends."""
@@ -148,6 +159,26 @@ class SearchSpace:
 
     def describe(self) -> list[str]:
         return [p.describe() for _, p in sorted(self.params.items())]
+
+
+def _admitted(value: Any, dist: BaseDistribution) -> Any:
+    """`value` as `dist` holds it, or None when `dist` cannot (see SearchSpace.baseline)."""
+    if isinstance(dist, CategoricalDistribution):
+        return value if value is not None and value in dist.choices else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if isinstance(dist, IntDistribution):
+        if value != int(value):
+            return None
+        value = int(value)
+    else:
+        value = float(value)
+    if not dist.low <= value <= dist.high:
+        return None
+    step = getattr(dist, "step", None)
+    if step and not math.isclose((value - dist.low) / step, round((value - dist.low) / step), abs_tol=1e-8):
+        return None
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -60,6 +60,7 @@ class SweepSettings:
     reduction_factor: int = 2
     grid_points: int = 3
     rung_check: bool = True  # a rung prunes only while it ranks trials as their ends do (pruning.py)
+    baseline: bool = True  # a fresh study's first trial trains the run's own values (controller.py)
 
     def check(self) -> SweepSettings:
         problems = []
@@ -83,10 +84,12 @@ class SweepSettings:
         return self
 
     def identity(self) -> dict[str, Any]:
-        """What makes two sweeps the same study (the budget is not part of it)."""
+        """What makes two sweeps the same study (the budget is not part of it, nor whether a fresh study
+        starts with the baseline trial: a study made before it existed is still the same sweep)."""
         data = asdict(self)
         data.pop("max_trials")
         data.pop("max_concurrent")
+        data.pop("baseline")
         return data
 
 
