@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from typing import Any
 
 import optuna
@@ -16,8 +17,9 @@ from taoflow.automl.controller import SweepController, SweepResult
 from taoflow.automl.report import best_summary, trials_table
 from taoflow.automl.space import Param, SearchSpace, build_space
 from taoflow.automl.study import open_study, settings_for
-from taoflow.automl.virtual import VirtualGate, VirtualLauncher
+from taoflow.automl.virtual import VirtualLauncher
 from taoflow.dotted import expand, flatten, get_dotted
+from taoflow.launchers.base import Finished
 from taoflow.runs import ActionRun, canonical_json
 from taoflow.skill import load_skill
 from taoflow.spec import load_template
@@ -35,25 +37,29 @@ def _kpis_worst_at(lr: float):
     return kpis
 
 
-class RecordingLauncher(VirtualLauncher):
-    """VirtualLauncher that notes the rungs each trial's gate may prune it at (the emulator's
-    TAOFLOW_EMULATOR_RUNGS)."""
+class BaselineLast(VirtualLauncher):
+    """Ungated, as real TAO is (events decided as they arrive), and one trial after another: trials 1, 2, …
+    in turn, then the baseline (trial 0), so it reaches every rung after the others — where plain ASHA
+    prunes the worst. Events, not timing: each trial's reader waits for the previous trial's end."""
 
-    def __init__(self, kpis):
+    rung_gate = None  # no gate: gate_for finds none for a launcher that is not `local`
+
+    def __init__(self, kpis, trials: int):
         super().__init__(kpis)
-        self.decision_rungs: dict[float, list[int]] = {}
+        self.order = [*range(1, trials), 0]
+        self.turn = threading.Condition()
+        self.done = 0
 
-    def rung_gate(self, run: ActionRun) -> VirtualGate:
-        gate = super().rung_gate(run)
-        lr = float(get_dotted(run.spec, "train.optim.lr"))
-        environment = gate.environment
-
-        def noting(rungs: list[int]) -> dict[str, str]:
-            self.decision_rungs[lr] = list(rungs)
-            return environment(rungs)
-
-        gate.environment = noting  # type: ignore[method-assign]
-        return gate
+    def events(self, handle):
+        number = int(handle.run.env["TRIAL"])
+        with self.turn:
+            self.turn.wait_for(lambda: self.order[self.done] == number)
+        for event in super().events(handle):
+            if isinstance(event, Finished):  # the reader stops at it: pass the turn on before handing it over
+                with self.turn:
+                    self.done += 1
+                    self.turn.notify_all()
+            yield event
 
 
 def _sweep(url: str, launcher: VirtualLauncher, run_sets: dict[str, Any], **options: Any) -> SweepResult:
@@ -69,24 +75,19 @@ def _sweep(url: str, launcher: VirtualLauncher, run_sets: dict[str, Any], **opti
         spec = {**template, **run_sets, **overrides}
         key = hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:12]
         return ActionRun(model=MODEL, action="train", spec=expand(spec), image="virtual", run_key=key,
-                         results_uri=f"memory://{key}")
+                         results_uri=f"memory://{key}", env={"TRIAL": str(number)})
 
     return SweepController(study, space, settings, skill, launcher, make_run, storage_url=url).run()
 
 
 def test_the_first_trial_trains_the_runs_own_values_to_the_end_and_the_report_names_it(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'b.db'}"
-    launcher = RecordingLauncher(_kpis_worst_at(3e-4))
-    result = _sweep(url, launcher, {"train.optim.lr": 3e-4}, max_trials=10)
+    result = _sweep(url, VirtualLauncher(_kpis_worst_at(3e-4)), {"train.optim.lr": 3e-4}, max_trials=10)
     rows = {r["number"]: r for r in result.trials}
     template = flatten(load_template(load_skill(MODEL), "train"))
     assert rows[0]["baseline"] and not any(r["baseline"] for n, r in rows.items() if n)
     # The run's --set value, and the template's value of the key the run left alone.
     assert rows[0]["params"] == {"train.optim.lr": 3e-4, "train.optim.lr_decay": template["train.optim.lr_decay"]}
-    # The worst trial at every rung, yet it trained to the end: no rung may prune it (whatever order trials
-    # reach their rungs in), while the others may be pruned at every rung and some were.
-    assert launcher.decision_rungs[3e-4] == []
-    assert all(rungs == [1, 2, 4, 8] for lr, rungs in launcher.decision_rungs.items() if lr != 3e-4)
     assert rows[0]["state"] == "COMPLETE" and rows[0]["epochs"] == 9
     assert "PRUNED" in [r["state"] for r in rows.values()]
     assert result.best_number != 0
@@ -96,6 +97,18 @@ def test_the_first_trial_trains_the_runs_own_values_to_the_end_and_the_report_na
     assert "b the baseline" in str(trials_table(MODEL, result.trials).caption)
     stored = optuna.load_study(study_name="baseline", storage=url).trials[0]
     assert stored.user_attrs["baseline"] is True
+
+
+def test_the_baseline_is_never_pruned_even_when_it_reaches_its_rungs_last_and_worst(tmp_path) -> None:
+    launcher = BaselineLast(_kpis_worst_at(3e-4), trials=3)
+    result = _sweep(f"sqlite:///{tmp_path / 'l.db'}", launcher, {"train.optim.lr": 3e-4}, max_trials=3)
+    rows = {r["number"]: r for r in result.trials}
+    assert rows[0]["baseline"] and rows[0]["state"] == "COMPLETE" and rows[0]["epochs"] == 9
+    assert rows[0]["kpi_per_rung"].keys() == {"1", "2", "4", "8", "9"}
+    assert rows[0]["value"] < min(r["value"] for n, r in rows.items() if n and r["value"] is not None)
+    # ASHA did decide at these rungs (the worse of the other two was pruned at rung 1: its cancel lands after
+    # its instant run ended, as on real TAO when a run ends before the prune), but never against the baseline.
+    assert [r["pruned_at_epoch"] for n, r in sorted(rows.items())] == [None, None, 1]
 
 
 def test_a_study_resumed_with_a_bigger_budget_gets_no_second_baseline(tmp_path) -> None:

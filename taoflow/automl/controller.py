@@ -268,9 +268,7 @@ class SweepController:
     def _submit(self, trial: optuna.Trial, run: ActionRun, row: dict[str, Any], *, adopted: bool = False,
                 rungs: dict[int, float] | None = None, last: float | None = None) -> None:
         gate = gate_for(self.launcher, run)
-        # The baseline trial is never pruned: the sweep learns what a direct train reaches at full length,
-        # whatever order trials reach their rungs in.
-        decisions = [] if row.get("baseline") else self.pruner.decision_rungs(trial.number)
+        decisions = self.pruner.decision_rungs(trial.number)
         if gate is not None:
             run.env.update(gate.environment([] if adopted else decisions))
             gate.reset()
@@ -372,8 +370,6 @@ class SweepController:
         if step in self.rungs and value is not None and not active.told:
             active.rungs[step] = value
             row["kpi_per_rung"] = {str(k): v for k, v in sorted(active.rungs.items())}
-            if row.get("baseline"):  # it decides nothing, but the others are ranked against it
-                self.pruner.observe(active.trial.number, step, value)
         if step in active.decisions and not active.pruning and not active.told:
             self._decide(active, step, value)
         self._notify()
@@ -386,6 +382,14 @@ class SweepController:
                 active.gate.ack(step)
             return
         trial.report(value, step)  # the one write of a decision (the rest is written when the trial ends)
+        if row.get("baseline"):
+            # Never pruned, whatever order trials reach their rungs in: the sweep learns what a direct train
+            # reaches at full length. Its value still ranks the others (and a gated baseline still waits at
+            # its rungs, so its values enter the rung tables in virtual-clock order).
+            self.pruner.observe(trial.number, step, value)
+            if active.gate is not None:
+                active.gate.ack(step)
+            return
         if not self.pruner.should_prune(trial.number, step, value):
             if active.gate is not None:
                 active.gate.ack(step)
