@@ -310,3 +310,27 @@ def test_products_say_emulated(samples, trained, tmp_path):
     assert rc == 0 and out.startswith("[EMULATED]")
     assert json.loads((tmp_path / "inference" / "inference_results.json").read_text())["emulated"] is True
     assert Path(ckpt).read_bytes().startswith(b"EMULATED TAO ARTIFACT")
+
+
+@pytest.mark.parametrize("model", ["rtdetr", "centerpose", "action_recognition", "nvpanoptix3d"])
+def test_where_the_data_sits_never_changes_the_learning_curve(model, tmp_path):
+    """The planner's train spec for the same data in two folders gives the emulator the same curve
+    parameters (CenterPose's `dataset.train_data` holds a path under a name that says nothing of one), so a
+    sweep on the emulator is the one `benchmarks/automl.py --predict-tune` predicts on data anywhere."""
+    from taoflow.datasets import write_sample_data
+    from taoflow.emulator.train import hyperparameters
+    from taoflow.planner import PipelineRequest, PlannedStep, RunContext, prepare_run
+    from taoflow.skill import load_skill
+    from taoflow.store import ArtifactStore
+
+    seen = []
+    for folder in ("a", "b"):
+        data = tmp_path / folder / "data"
+        write_sample_data(model, data)
+        request = PipelineRequest(model=model, data={p.name: str(p) for p in sorted(data.iterdir())},
+                                  overrides={}, store=str(tmp_path / folder / "store"), emulate=True)
+        run = prepare_run(RunContext(load_skill(model), request, ArtifactStore(request.store), {}),
+                          PlannedStep("train"))
+        assert str(data) in json.dumps(run.spec)  # the spec does name the data's folder
+        seen.append(hyperparameters(run.spec))
+    assert seen[0] == seen[1] and seen[0]

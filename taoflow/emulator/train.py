@@ -43,7 +43,9 @@ _NON_PARAM_WORDS = ("path", "dir", "file", "sources", "root", "checkpoint", "res
 
 
 def hyperparameters(spec: dict[str, Any]) -> dict[str, Any]:
-    """The dotted keys that shape the learning curve (locations and bookkeeping removed)."""
+    """The dotted keys that shape the learning curve (locations and bookkeeping removed: a key named for a
+    location, or whose value is one — CenterPose's `dataset.train_data` — so where the data sits never
+    changes the curve, and `benchmarks/automl.py --predict-tune` predicts a sweep on data anywhere)."""
     out = {}
     for key, value in flatten(spec).items():
         leaf = key.rsplit(".", 1)[-1]
@@ -51,8 +53,17 @@ def hyperparameters(spec: dict[str, Any]) -> dict[str, Any]:
             continue
         if any(word in leaf for word in _NON_PARAM_WORDS) or (key.startswith("dataset.") and "sources" in key):
             continue
+        if _is_location(value):
+            continue
         out[key] = value
     return out
+
+
+def _is_location(value: Any) -> bool:
+    """An absolute path or a URI (or a list of them): where something is, not how the model learns."""
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(_is_location(item) for item in value)
+    return isinstance(value, str) and (value.startswith("/") or "://" in value)
 
 
 def params_digest(params: dict[str, Any]) -> str:
