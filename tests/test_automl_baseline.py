@@ -1,6 +1,6 @@
 """The baseline trial: a fresh sweep's first trial trains the run's own values (the model's train template
 with the run's --set overrides — what `--automl off` would train), runs to the end whatever its rungs say,
-and is printed beside the best. On real Optuna (in-memory and SQLite studies) and the in-process
+and is printed beside the best. On real Optuna (SQLite studies) and the in-process
 `VirtualLauncher` the benchmark drives; the emulator sweep runs the real planner's spec."""
 
 from __future__ import annotations
