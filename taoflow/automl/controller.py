@@ -387,10 +387,10 @@ class SweepController:
             # reaches at full length. Its value still ranks the others (and a gated baseline still waits at
             # its rungs, so its values enter the rung tables in virtual-clock order).
             self.pruner.observe(trial.number, step, value)
-            if active.gate is not None:
-                active.gate.ack(step)
-            return
-        if not self.pruner.should_prune(trial.number, step, value):
+            prune = False
+        else:
+            prune = self.pruner.should_prune(trial.number, step, value)
+        if not prune:
             if active.gate is not None:
                 active.gate.ack(step)
             return
